@@ -1,0 +1,307 @@
+"""Functional DropBlock: ``drop_block2d``, ``drop_block3d`` and the generic N-d core ``drop_block``.
+
+Algorithm (Ghiasi, Lin & Le 2018, Algorithm 1, with the profile's choices):
+
+1. ``gamma`` from ``drop_prob`` by the profile's rule (:func:`dropblock.law.resolve_gamma`).
+2. Seeds i.i.d. Bernoulli(gamma) on the seed region of every independent mask (one per (sample, channel),
+   per sample, or one per batch), drawn exactly by geometric gaps so that only fired seeds cost work.
+3. Each fired seed drops its block; the union is the block mask (kept in a compact bool tensor).
+4. ``out = x * scale`` with ``scale = numel(mask) / (count_kept(mask) + eps)`` (``normalize="global"``),
+   computed from int64 counts in float64; then the dropped units of ``out`` are set to zero.
+
+Dropped units are exactly zero whatever ``x`` holds there (``inf``/``NaN`` included); kept units carry
+``x * scale``, so non-finite inputs flow through kept units only.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from ._sampling import paint_blocks, sample_seeds
+from .law import map_geometry, resolve_gamma
+from .profiles import Profile, get_profile
+
+__all__ = ["drop_block", "drop_block2d", "drop_block3d", "check_drop_prob", "check_block_size"]
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_drop_prob(drop_prob: object) -> float:
+    """Validate ``drop_prob`` (a real number in [0, 1]) and return it as a float.
+
+    Raises
+    ------
+    TypeError
+        Not a real number (``bool``, tensors and strings included).
+    ValueError
+        NaN, infinite or outside [0, 1].
+    """
+    if isinstance(drop_prob, bool) or not isinstance(drop_prob, numbers.Real):
+        raise TypeError(
+            f"drop_prob must be a real number in [0, 1], got {type(drop_prob).__name__} {drop_prob!r}"
+        )
+    value = float(drop_prob)
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob!r}")
+    return value
+
+
+def check_block_size(block_size: object) -> int:
+    """Validate ``block_size`` (a positive integer) and return it as an int.
+
+    Raises
+    ------
+    TypeError
+        Not an integer (floats and ``bool`` included).
+    ValueError
+        Zero or negative.
+    """
+    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
+        raise TypeError(f"block_size must be a positive int, got {type(block_size).__name__} {block_size!r}")
+    value = int(block_size)
+    if value < 1:
+        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    return value
+
+
+def _check_input(x: object, spatial_dims: int) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    want = spatial_dims + 2
+    if x.dim() != want:
+        layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
+        raise ValueError(f"input must have {want} dimensions {layout}, got shape {tuple(x.shape)}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"input dtype must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    return x
+
+
+def _is_dense(t: torch.Tensor) -> bool:
+    """True when ``t`` occupies exactly ``t.numel()`` consecutive storage elements (any dim order)."""
+    dims = sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _output_offsets(
+    units: torch.Tensor, mask: torch.Tensor, out: torch.Tensor, sharing: str, n_units: int
+) -> torch.Tensor:
+    """Storage offsets (relative to ``out``'s first element) of every dropped unit of ``out``."""
+    n, c = out.shape[0], out.shape[1]
+    spatial = out.shape[2:]
+    if sharing == "none" and out.is_contiguous():
+        return units.reshape(-1)
+    if sharing == "none":
+        flat = units.reshape(-1)
+    else:
+        flat = mask.nonzero().squeeze(1)
+    m = torch.div(flat, n_units, rounding_mode="floor")
+    rest = flat - m * n_units
+    sp_off = torch.zeros_like(rest)
+    for size, stride in zip(reversed(spatial), reversed(out.stride()[2:])):
+        q = torch.div(rest, size, rounding_mode="floor")
+        sp_off += (rest - q * size) * stride
+        rest = q
+    s0, s1 = out.stride(0), out.stride(1)
+    device = out.device
+    if sharing == "none":
+        nn_, cc = torch.div(m, c, rounding_mode="floor"), torch.remainder(m, c)
+        return nn_ * s0 + cc * s1 + sp_off
+    channels = torch.arange(c, dtype=torch.int64, device=device) * s1
+    if sharing == "channel":
+        return ((m * s0 + sp_off).unsqueeze(1) + channels).reshape(-1)
+    batch = torch.arange(n, dtype=torch.int64, device=device) * s0
+    return (sp_off.unsqueeze(1) + (batch.unsqueeze(1) + channels).reshape(-1)).reshape(-1)
+
+
+def _new_output(x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised output with ``x``'s layout when that layout is dense, else contiguous."""
+    out = torch.empty_like(x, dtype=out_dtype)
+    if not _is_dense(out):
+        out = torch.empty_like(x, dtype=out_dtype, memory_format=torch.contiguous_format)
+    return out
+
+
+def _apply(x: torch.Tensor, scale: float, offsets: torch.Tensor | None, out_dtype: torch.dtype,
+           inplace: bool) -> torch.Tensor:
+    """``x * scale`` with the units at ``offsets`` set to zero (no autograd bookkeeping)."""
+    if inplace and _is_dense(x):
+        out = x.mul_(scale) if scale != 1.0 else x
+    else:
+        out = _new_output(x, out_dtype)
+        if out_dtype != x.dtype:
+            out.copy_(x)
+            if scale != 1.0:
+                out.mul_(scale)
+        else:
+            torch.mul(x, scale, out=out)
+    if offsets is not None and offsets.numel():
+        flat = out.as_strided((out.numel(),), (1,))
+        flat.index_fill_(0, offsets, 0)
+    if inplace and out is not x:
+        x.copy_(out)
+        return x
+    return out
+
+
+class _DropBlockFunction(torch.autograd.Function):
+    """Autograd wrapper: gradient is ``grad * keep * scale`` (saves only the compact bool mask)."""
+
+    @staticmethod
+    def forward(ctx, x, scale, offsets, keep_view, out_dtype, inplace):  # type: ignore[override]
+        ctx.scale = scale
+        ctx.in_dtype = x.dtype
+        ctx.save_for_backward(keep_view)
+        out = _apply(x, scale, offsets, out_dtype, inplace)
+        if inplace:
+            ctx.mark_dirty(x)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (dropped,) = ctx.saved_tensors
+        grad_in = grad * ctx.scale if ctx.scale != 1.0 else grad.clone()
+        if dropped.numel():
+            grad_in = grad_in.masked_fill_(dropped, 0)
+        return grad_in.to(ctx.in_dtype), None, None, None, None, None
+
+
+def drop_block(
+    x: torch.Tensor,
+    drop_prob: float,
+    block_size: int,
+    *,
+    spatial_dims: int,
+    training: bool = True,
+    profile: str | Profile = "paper",
+    generator: torch.Generator | None = None,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """DropBlock on ``spatial_dims``-dimensional feature maps (the core of 2D and 3D).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(N, C, *spatial)`` with ``len(spatial) == spatial_dims``; float16, bfloat16, float32 or float64;
+        any device, any strides.
+    drop_prob : float
+        Target probability of dropping a unit, in [0, 1] (``1 - keep_prob`` of the paper).
+    block_size : int
+        Side of the square (cubic) block, >= 1, before the profile's even and oversize policies.
+    spatial_dims : int
+        2 or 3.
+    training : bool
+        When False the input object itself is returned (also when ``drop_prob == 0``).
+    profile : str or Profile
+        Preset name (``"paper"``, ``"torchvision"``, ``"timm"``, ``"timm_legacy"``, ``"original"``,
+        optionally ``"+exact"``) or a :class:`~dropblock.Profile`.
+    generator : torch.Generator, optional
+        Random source on ``x.device`` (torch's default generator when omitted): same state, same mask.
+    inplace : bool
+        Write the result into ``x`` (needs the profile's output dtype to equal ``x.dtype``).
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape and device as ``x``; dtype ``x.dtype`` (or float32 for half inputs under
+        ``output_dtype="float32"``). Dropped units are 0, kept units ``x * scale``.
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a floating tensor; ``drop_prob`` not a real number; ``block_size`` not an int.
+    ValueError
+        Wrong number of dimensions; ``drop_prob`` outside [0, 1] or NaN; ``block_size < 1``; even or
+        oversized blocks under a profile that rejects them; ``inplace`` that cannot be honoured.
+    """
+    x = _check_input(x, spatial_dims)
+    p = check_drop_prob(drop_prob)
+    k = check_block_size(block_size)
+    prof = get_profile(profile)
+    if not training or p == 0.0:
+        return x
+    out_dtype = x.dtype
+    if prof.output_dtype == "float32":
+        out_dtype = torch.promote_types(x.dtype, torch.float32)
+    if inplace:
+        if out_dtype != x.dtype:
+            raise ValueError(
+                f"inplace=True cannot return {out_dtype} for a {x.dtype} input under profile {prof.name!r}"
+            )
+        if x.requires_grad and x.is_leaf and torch.is_grad_enabled():
+            raise ValueError("inplace=True on a leaf tensor that requires grad; use inplace=False")
+    if x.numel() == 0:
+        return x if inplace else x.to(out_dtype, copy=True)
+
+    n, c = x.shape[0], x.shape[1]
+    sizes = tuple(int(s) for s in x.shape[2:])
+    geometry = map_geometry(sizes, k, prof)
+    gamma = resolve_gamma(geometry, p, prof)
+    n_masks = {"none": n * c, "channel": n, "batch": 1}[prof.sharing]
+    seeds = sample_seeds(n_masks * geometry.n_seed_positions, gamma, device=x.device, generator=generator)
+
+    mask_len = n_masks * geometry.n_units
+    if seeds.numel():
+        units = paint_blocks(seeds, geometry)
+        mask = torch.zeros(mask_len, dtype=torch.bool, device=x.device)
+        mask.index_fill_(0, units.reshape(-1), True)
+        n_dropped = int(mask.sum())
+    else:
+        units = mask = None
+        n_dropped = 0
+
+    scale = 1.0
+    if prof.normalize == "global":
+        kept = mask_len - n_dropped
+        denom = kept + prof.eps
+        scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
+        if not math.isfinite(scale):
+            scale = 0.0
+
+    offsets = None
+    if mask is not None:
+        probe = x if inplace and _is_dense(x) else _new_output(x, out_dtype)
+        offsets = _output_offsets(units, mask, probe, prof.sharing, geometry.n_units)
+
+    if x.requires_grad and torch.is_grad_enabled():
+        view_shape = {"none": (n, c), "channel": (n, 1), "batch": (1, 1)}[prof.sharing] + sizes
+        dropped_view = mask.view(view_shape) if mask is not None else torch.zeros(0, dtype=torch.bool)
+        return _DropBlockFunction.apply(x, scale, offsets, dropped_view, out_dtype, inplace)
+    return _apply(x, scale, offsets, out_dtype, inplace)
+
+
+def drop_block2d(
+    x: torch.Tensor,
+    drop_prob: float,
+    block_size: int,
+    *,
+    training: bool = True,
+    profile: str | Profile = "paper",
+    generator: torch.Generator | None = None,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """DropBlock on ``(N, C, H, W)`` inputs; see :func:`drop_block` for the parameters and errors."""
+    return drop_block(x, drop_prob, block_size, spatial_dims=2, training=training, profile=profile,
+                      generator=generator, inplace=inplace)
+
+
+def drop_block3d(
+    x: torch.Tensor,
+    drop_prob: float,
+    block_size: int,
+    *,
+    training: bool = True,
+    profile: str | Profile = "paper",
+    generator: torch.Generator | None = None,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """DropBlock on ``(N, C, D, H, W)`` inputs; see :func:`drop_block` for the parameters and errors."""
+    return drop_block(x, drop_prob, block_size, spatial_dims=3, training=training, profile=profile,
+                      generator=generator, inplace=inplace)

@@ -1,0 +1,111 @@
+"""Scheduled DropBlock (paper Sec. 3, "Scheduled DropBlock"): a linear ramp of ``drop_prob``.
+
+API-compatible with ``dropblock.LinearScheduler`` 0.3.0 (``dropblock/scheduler.py``): the values are
+``numpy.linspace(start_value, stop_value, num=nr_steps)``; each :meth:`LinearScheduler.step` sets the next
+value on the wrapped module and the last value is held once the ramp is done. Unlike 0.3.0 it accepts an
+integral float ``nr_steps`` (``5e3``), validates its arguments, and keeps its position in ``state_dict()`` so
+a resumed run continues the ramp.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["LinearScheduler"]
+
+
+def _check_unit_interval(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return v
+
+
+def _check_steps(nr_steps: object) -> int:
+    if isinstance(nr_steps, bool) or not isinstance(nr_steps, numbers.Real):
+        raise TypeError(f"nr_steps must be a positive integer, got {type(nr_steps).__name__} {nr_steps!r}")
+    v = float(nr_steps)
+    if not math.isfinite(v) or v < 1 or v != int(v):
+        raise ValueError(f"nr_steps must be a positive integer (int or integral float), got {nr_steps!r}")
+    return int(v)
+
+
+class LinearScheduler(nn.Module):
+    """Ramp ``dropblock.drop_prob`` linearly from ``start_value`` to ``stop_value`` over ``nr_steps`` steps.
+
+    Parameters
+    ----------
+    dropblock : nn.Module
+        Module with a ``drop_prob`` attribute (e.g. :class:`~dropblock.DropBlock2D`).
+    start_value, stop_value : float
+        Drop probabilities in [0, 1].
+    nr_steps : int or integral float
+        Number of values in the ramp (>= 1); ``5e3`` is accepted.
+
+    Raises
+    ------
+    TypeError
+        ``dropblock`` has no ``drop_prob``; a value is not a real number.
+    ValueError
+        A value outside [0, 1] or NaN; ``nr_steps`` not a positive integer.
+    """
+
+    def __init__(self, dropblock: nn.Module, start_value: float, stop_value: float, nr_steps: float) -> None:
+        super().__init__()
+        if not hasattr(dropblock, "drop_prob"):
+            raise TypeError(f"dropblock must have a drop_prob attribute, got {type(dropblock).__name__}")
+        self.dropblock = dropblock
+        self.start_value = _check_unit_interval("start_value", start_value)
+        self.stop_value = _check_unit_interval("stop_value", stop_value)
+        self.nr_steps = _check_steps(nr_steps)
+        self.drop_values = [float(v) for v in np.linspace(self.start_value, self.stop_value, self.nr_steps)]
+        self.i = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropblock(x)
+
+    def step(self) -> None:
+        """Set the next value of the ramp on the wrapped module (the last one is held)."""
+        if self.i < len(self.drop_values):
+            self.dropblock.drop_prob = self.drop_values[self.i]
+        self.i += 1
+
+    def current_value(self) -> float | None:
+        """The value the last :meth:`step` set, or None before the first step."""
+        if self.i == 0:
+            return None
+        return self.drop_values[min(self.i, len(self.drop_values)) - 1]
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "i": self.i,
+            "start_value": self.start_value,
+            "stop_value": self.stop_value,
+            "nr_steps": self.nr_steps,
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        for key in ("start_value", "stop_value", "nr_steps"):
+            if key in state and state[key] != getattr(self, key):
+                raise ValueError(
+                    f"LinearScheduler state has {key}={state[key]!r} but this scheduler has "
+                    f"{getattr(self, key)!r}"
+                )
+        i = state["i"]
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0:
+            raise ValueError(f"LinearScheduler state has an invalid step counter i={i!r}")
+        self.i = int(i)
+        value = self.current_value()
+        if value is not None:
+            self.dropblock.drop_prob = value
+
+    def extra_repr(self) -> str:
+        return f"start_value={self.start_value}, stop_value={self.stop_value}, nr_steps={self.nr_steps}, i={self.i}"
