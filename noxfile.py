@@ -1,0 +1,69 @@
+"""nox sessions of dropblock-conformance (``nox -l`` lists them; ``nox -s NAME -- ARGS`` passes ARGS on)."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+# torch 2.13.0: CPU build, quick to install; the unit tests run on it.
+TORCH_CPU = "2.13.0"
+# torch 2.14.1 + torchvision 0.29.1: what the peers need (torchvision does not import beside 2.13.0).
+TORCH_PEERS = "2.14.1"
+TORCHVISION = "0.29.1"
+TIMM = "1.0.31"
+PEERS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".peers")
+
+
+def _install(session: nox.Session, torch_version: str, *extras: str, peers: bool = False) -> None:
+    if peers:
+        session.install(f"torch=={torch_version}", f"torchvision=={TORCHVISION}")
+        session.install("--no-deps", f"timm=={TIMM}")
+    else:
+        session.install(f"torch=={torch_version}")
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+    if peers:
+        session.run("python", "-m", "verification.adapters.install_peers", "--dest", PEERS_DIR)
+        session.env["DROPBLOCK_PEERS_DIR"] = PEERS_DIR
+
+
+@nox.session
+@nox.parametrize("torch", [TORCH_CPU, TORCH_PEERS], ids=["cpu", "peers"])
+def tests(session: nox.Session, torch: str) -> None:
+    """Unit and fast statistical tests, on CPU torch and on torch with the peers installed.
+
+    The 'peers' variant adds torchvision, timm and the isolated legacy peers so that their regression
+    tests run too. Runs pytest -n 2 -m "not slow"; extra pytest arguments after ``--``.
+    """
+    _install(session, torch, "dev", "reports", peers=torch == TORCH_PEERS)
+    session.run("pytest", "-n", "2", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".", *session.posargs)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over the packages."""
+    _install(session, TORCH_CPU, "dev")
+    session.run("mypy", "dropblock", "verification", "reports", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks of the reference against the peers and the copy floor (Markdown table and JSON).
+
+    Quick version by default; ``nox -s bench -- --full`` for every shape, block size, dtype and thread count.
+    """
+    _install(session, TORCH_PEERS, "dev", peers=True)
+    os.makedirs("benchmarks/results", exist_ok=True)
+    args = session.posargs or ["--quick"]
+    session.run("python", "-m", "benchmarks.bench", "--json", "benchmarks/results/bench.json", *args)
