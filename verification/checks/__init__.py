@@ -1,0 +1,54 @@
+"""The check catalogue: deterministic T0/P checks and statistical T1-T7 checks.
+
+:data:`SUITE` lists every check with its weight in the alpha split (0 for deterministic checks) and the
+dtypes it runs in (``None``: every dtype under test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import deterministic as _d
+from . import statistical as _s
+from .base import BUDGETS, Context
+
+__all__ = ["CheckSpec", "SUITE", "Context", "BUDGETS"]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check of the suite: ``fn(adapter, ctx) -> CheckResult``."""
+
+    id: str
+    fn: Callable
+    weight: float = 0.0
+    dtypes: tuple[str, ...] | None = None
+    dims: tuple[int, ...] = (2,)
+
+    @property
+    def statistical(self) -> bool:
+        return self.weight > 0
+
+
+_FP32 = ("float32",)
+_HALF = ("float16", "bfloat16")
+
+SUITE: tuple[CheckSpec, ...] = (
+    CheckSpec("T0.output_contract", _d.check_output_contract, dims=(2, 3)),
+    CheckSpec("T0.identity", _d.check_identity, dims=(2, 3)),
+    CheckSpec("T0.binary_scale", _d.check_binary_scale, dims=(2, 3)),
+    CheckSpec("T0.rescale", _d.check_rescale, dtypes=_FP32),
+    CheckSpec("T0.gradient", _d.check_gradient, dtypes=_FP32),
+    CheckSpec("T0.opening", _d.check_opening, dims=(2, 3)),
+    CheckSpec("T0.determinism", _d.check_determinism, dtypes=_FP32),
+    CheckSpec("T0.not_mutated", _d.check_not_mutated, dtypes=_FP32),
+    CheckSpec("P.half_overflow", _d.check_half_overflow, dtypes=_HALF),
+    CheckSpec("P.all_dropped", _d.check_all_dropped, dtypes=("float32",) + _HALF),
+    CheckSpec("T1.lattice_rate", _s.check_lattice_rate, weight=2.0, dims=(2, 3)),
+    CheckSpec("P.half_rate", _s.check_half_rate, weight=1.0, dtypes=_HALF),
+    CheckSpec("T2.position_profile", _s.check_position_profile, weight=2.0, dtypes=_FP32),
+    CheckSpec("T4.sharing", _s.check_sharing, weight=1.0, dtypes=_FP32),
+    CheckSpec("T5.seed_layer_k1", _s.check_seed_layer, weight=1.0, dtypes=_FP32),
+    CheckSpec("T7.count_distribution", _s.check_count_distribution, weight=1.0, dtypes=_FP32),
+)

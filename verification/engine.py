@@ -1,0 +1,135 @@
+"""Running the suite on implementations: alpha split, seeds, sinks and verdicts.
+
+The error budget ``alpha`` is per implementation: it is split over the statistical check instances (check x
+device x dtype x dims) by weighted Bonferroni, ``alpha_i = alpha * w_i / sum(w)``, so the chance that a
+conforming implementation fails any statistical check is at most ``alpha`` (for a fresh base seed).
+Deterministic checks spend no alpha. Seeds derive from the base seed and the check id (plus device and dtype)
+with SHA-256, so a check gives the same result alone, in a shard, or in a full run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .checks import SUITE, CheckSpec, Context
+from .results import CheckResult
+
+__all__ = ["Plan", "PlannedCheck", "plan_checks", "run_checks", "implementation_verdict", "ResultSink"]
+
+
+@dataclass(frozen=True)
+class PlannedCheck:
+    """One check instance to run: the spec and the context (with its alpha share)."""
+
+    spec: CheckSpec
+    ctx: Context
+
+    @property
+    def key(self) -> str:
+        return f"{self.spec.id}[{self.ctx.device},{self.ctx.dtype},{self.ctx.dims}d]"
+
+
+@dataclass
+class Plan:
+    checks: list[PlannedCheck] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def plan_checks(adapter, *, devices: Iterable[str], dtypes: Iterable[str], alpha: float, budget: str,
+                base_seed: int, timeout: float, spec: str, only: Iterable[str] | None = None) -> Plan:
+    """Every (check, device, dtype, dims) instance the adapter's capabilities allow, with alpha shares."""
+    caps = adapter.capabilities
+    only_set = set(only) if only else None
+    plan = Plan()
+    raw: list[tuple[CheckSpec, Context]] = []
+    for device in devices:
+        if device not in caps.devices:
+            plan.skipped.append((f"*[{device}]", f"{adapter.name} does not run on {device}"))
+            continue
+        for dtype in dtypes:
+            if dtype not in caps.dtypes:
+                plan.skipped.append((f"*[{device},{dtype}]", f"{adapter.name} does not take {dtype}"))
+                continue
+            for check in SUITE:
+                if only_set and check.id not in only_set and check.id.split(".")[0] not in only_set:
+                    continue
+                if check.dtypes is not None and dtype not in check.dtypes:
+                    continue
+                for dims in check.dims:
+                    if dims not in caps.dims:
+                        continue
+                    ctx = Context(device=device, dtype=dtype, dims=dims, base_seed=base_seed, alpha=0.0,
+                                  budget=budget, timeout=timeout, spec=spec)
+                    raw.append((check, ctx))
+    total = sum(c.weight for c, _ in raw)
+    for check, ctx in raw:
+        share = alpha * check.weight / total if check.weight > 0 else 0.0
+        plan.checks.append(PlannedCheck(check, replace(ctx, alpha=share)))
+    return plan
+
+
+def _run_one(adapter, planned: PlannedCheck) -> CheckResult:
+    start = time.perf_counter()
+    try:
+        result = planned.spec.fn(adapter, planned.ctx)
+    except Exception as exc:  # a check must never take the run down
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        result = CheckResult(id=planned.spec.id, verdict="error", message=f"check crashed: {tb}"[:400],
+                             alpha=planned.ctx.alpha, device=planned.ctx.device, dtype=planned.ctx.dtype)
+    return replace(result, seconds=round(time.perf_counter() - start, 3),
+                   alpha=planned.ctx.alpha if planned.spec.statistical else result.alpha,
+                   details={**result.details, "dims": planned.ctx.dims})
+
+
+class ResultSink:
+    """Appends one JSON line per result to ``results.jsonl`` as results come (flushed and fsynced)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._fh = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            return
+        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def run_checks(adapter, plan: Plan, *, sink: ResultSink | None = None,
+               progress: Callable[[PlannedCheck, CheckResult], None] | None = None) -> list[CheckResult]:
+    """Run the planned checks in order; each result goes to ``sink`` and ``progress`` as it comes."""
+    results = []
+    for planned in plan.checks:
+        result = _run_one(adapter, planned)
+        results.append(result)
+        if sink is not None:
+            sink.write({"kind": "check", "implementation": adapter.name, **result.to_dict()})
+        if progress is not None:
+            progress(planned, result)
+    return results
+
+
+def implementation_verdict(results: list[CheckResult]) -> str:
+    """``conforms`` when every check passed or was skipped; ``error`` when nothing ran cleanly."""
+    if not results:
+        return "skipped"
+    verdicts = {r.verdict for r in results}
+    if verdicts <= {"pass", "skip"}:
+        return "conforms" if "pass" in verdicts else "skipped"
+    if "fail" in verdicts:
+        return "does-not-conform"
+    if verdicts <= {"error", "skip"}:
+        return "error"
+    return "does-not-conform"
