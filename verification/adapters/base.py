@@ -81,7 +81,7 @@ class Capabilities:
 
 
 def profile_source(profile: Profile) -> str:
-    """Python source that evaluates to ``profile`` once ``from dropblock import PRESETS, Profile`` is done."""
+    """Source evaluating to ``profile`` given ``from dropblock import PRESETS, Profile, get_profile``."""
     from dropblock import PRESETS
 
     for key, preset in PRESETS.items():
@@ -215,7 +215,7 @@ class Adapter(abc.ABC):
         header = f"# {self.name} {self.version}: {self.description}\nimport torch\n"
         setup = textwrap.dedent(self.setup_source()).strip("\n")
         body = textwrap.dedent(call).strip("\n")
-        return f"{header}{setup}\n\n{body}\n"
+        return f"{header}{setup}\n\n\n{body}\n"
 
     def with_profile(self, profile: Profile | str) -> Adapter:
         """A copy of this adapter that declares ``profile`` instead (the implementation is unchanged)."""
