@@ -19,9 +19,9 @@ import scipy
 import torch
 
 from .. import __version__
+from ..characterise import characterise
 from ..checks import BUDGETS
 from ..cli import UsageError
-from ..characterise import characterise
 from ..engine import ResultSink, implementation_verdict, plan_checks, run_checks
 from ..report_io import SCHEMA, write_json_atomic
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         except AdapterUnavailable as exc:
             adapters.append((spec, None, str(exc)))
     if all(a is None for _, a, _ in adapters):
-        for spec, _, why in adapters:
+        for _spec, _, why in adapters:
             print(f"dropblock-verify run: {why}", file=sys.stderr)
         return 2
 
@@ -125,13 +125,8 @@ def run(args: argparse.Namespace) -> int:
                            base_seed=args.seed, timeout=args.timeout, spec=spec,
                            only=args.checks.split(",") if args.checks else None)
 
-        def progress(planned, result, _name=adapter.name, _total=len(plan.checks), _done=[0]):
-            _done[0] += 1
-            if not args.quiet:
-                print(f"[{_done[0]:>3}/{_total}] {_name:<22} {planned.key:<44} {result.verdict:<5} "
-                      f"{result.seconds:6.2f}s  {result.message[:70]}", file=sys.stderr, flush=True)
-
-        results = run_checks(adapter, plan, sink=sink, progress=progress)
+        results = run_checks(adapter, plan, sink=sink, progress=None if args.quiet else _progress(adapter.name,
+                                                                                                   len(plan.checks)))
         checks = [r.to_dict() for r in results]
         character = characterise(checks, adapter.profile.name)
         entry = {
@@ -153,6 +148,18 @@ def run(args: argparse.Namespace) -> int:
     if not ran:
         return 2
     return 0 if all(i["verdict"] == "conforms" for i in ran) else 1
+
+
+def _progress(name: str, total: int):
+    done = 0
+
+    def report(planned, result) -> None:
+        nonlocal done
+        done += 1
+        print(f"[{done:>3}/{total}] {name:<22} {planned.key:<44} {result.verdict:<5} "
+              f"{result.seconds:6.2f}s  {result.message[:70]}", file=sys.stderr, flush=True)
+
+    return report
 
 
 def _print_summary(implementations) -> None:
