@@ -67,3 +67,23 @@ def bench(session: nox.Session) -> None:
     os.makedirs("benchmarks/results", exist_ok=True)
     args = session.posargs or ["--quick"]
     session.run("python", "-m", "benchmarks.bench", "--json", "benchmarks/results/bench.json", *args)
+
+
+@nox.session
+def shards(session: nox.Session) -> None:
+    """A sharded run as a CI matrix would do it: plan N job files, run each, merge into one report.
+
+    ``nox -s shards -- 4 --impl reference --budget smoke`` (first argument: the number of shards; the rest
+    are run options). Writes reports/shards/ and the merged report to reports/latest/.
+    """
+    _install(session, TORCH_CPU, "reports")
+    args = list(session.posargs) or ["4", "--impl", "reference", "--budget", "smoke"]
+    n, opts = args[0], args[1:]
+    root = "reports/shards"
+    session.run("python", "-c", f"import shutil; shutil.rmtree({root!r}, ignore_errors=True)")
+    session.run("dropblock-verify", "plan", *opts, "--shards", n, "--write", f"{root}/jobs")
+    for i in range(int(n)):
+        session.run("dropblock-verify", "run", "--job", f"{root}/jobs/job{i}.json", "--out", f"{root}/shard{i}",
+                    "--quiet", success_codes=[0, 1])
+    session.run("dropblock-verify", "merge", *[f"{root}/shard{i}" for i in range(int(n))], "--out",
+                "reports/latest", success_codes=[0, 1])

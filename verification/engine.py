@@ -90,9 +90,10 @@ def _run_one(adapter, planned: PlannedCheck) -> CheckResult:
 class ResultSink:
     """Appends one JSON line per result to ``results.jsonl`` as results come (flushed and fsynced)."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, *, truncate: bool = False) -> None:
         self.path = path
-        self._fh = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        mode = "w" if truncate else "a"
+        self._fh = open(path, mode, encoding="utf-8") if path else None  # noqa: SIM115
 
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is None:

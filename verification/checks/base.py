@@ -55,8 +55,8 @@ class Context:
     extra: dict = field(default_factory=dict)
 
     def seed(self, *parts: object) -> int:
-        """Seed of a check: from the base seed, the check id parts, device and dtype only."""
-        return derive_seed(self.base_seed, *parts, self.device, self.dtype)
+        """Seed of a check: from the base seed, the check id parts, device, dtype and dims only."""
+        return derive_seed(self.base_seed, *parts, self.device, self.dtype, self.dims)
 
     @property
     def rate_effect(self) -> float:

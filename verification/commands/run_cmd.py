@@ -1,34 +1,36 @@
 """``dropblock-verify run``: the conformance suite on one or more implementations.
 
-Writes ``OUT/results.jsonl`` (one line per result, appended as results come, so a crashed run can still be
-rendered) and ``OUT/report.json`` (written atomically at the end). Exit status: 0 when every implementation
-conforms to its declared profile, 1 when any does not, 2 when nothing could be run.
+Writes ``OUT/results.jsonl`` (one line per result, flushed as results come, so a crashed run can still be
+rendered) and ``OUT/report.json`` (atomically, at the end), then the rendered reports. Exit status: 0 when
+every implementation conforms to its declared profile, 1 when any does not, 2 when nothing could be run.
+``--job FILE`` runs one job from ``dropblock-verify plan``; ``--jobs N`` runs N shards in parallel processes
+and merges them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
 import shlex
+import subprocess
 import sys
-import time
+import tempfile
 
-import numpy as np
-import scipy
 import torch
 
-from .. import __version__
-from ..characterise import characterise
 from ..checks import BUDGETS
 from ..cli import UsageError
-from ..engine import ResultSink, implementation_verdict, plan_checks, run_checks
-from ..report_io import SCHEMA, write_json_atomic
+from ..runner import RunOptions, RunSetupError, execute, merge_runs, plan_shards, write_report
 
 HELP = "run the conformance suite on implementations and write report.json / results.jsonl"
 
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float64", "float16", "bfloat16")
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``plan``."""
     p.add_argument("--impl", action="append", metavar="SPEC",
                    help="implementation spec (repeatable): reference[:preset], torchvision, timm, timm-legacy, "
                         "original, or package.module:attr; default: the reference and every installed peer")
@@ -41,34 +43,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--checks", help="comma-separated check ids or families (T0,T1,...) to run")
     p.add_argument("--timeout", type=float, default=60.0, help="per-call timeout in seconds")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_options(p)
     p.add_argument("--out", default="reports/latest", help="output directory")
+    p.add_argument("--job", help="run one job file written by 'dropblock-verify plan' (other options ignored)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (shards merged at the end)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
-def _specs(args) -> list[str]:
-    if args.impl:
-        return list(args.impl)
-    from ..adapters import available_adapters
-
-    return [name for name, _ in available_adapters()]
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..adapters import AdapterSpecError, AdapterUnavailable, load_adapter
-
+def options_from_args(args: argparse.Namespace) -> RunOptions:
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha must be in (0, 1), got {args.alpha}")
     devices = [d.strip() for d in args.device.split(",") if d.strip()]
     for d in devices:
-        if d not in ("cpu", "cuda"):
+        if d not in DEVICES:
             raise UsageError(f"unknown device {d!r}; use cpu and/or cuda")
     if "cuda" in devices and not torch.cuda.is_available():
-        print("dropblock-verify run: no CUDA device found; cuda checks are skipped", file=sys.stderr)
-        devices = [d for d in devices if d != "cuda"]
+        print("dropblock-verify: no CUDA device found; cuda checks are skipped", file=sys.stderr)
+        devices = [d for d in devices if d != "cuda"] or ["cpu"]
     dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
     for d in dtypes:
-        if d not in ("float32", "float64", "float16", "bfloat16"):
-            raise UsageError(f"unknown dtype {d!r}; use float32, float64, float16, bfloat16")
+        if d not in DTYPES:
+            raise UsageError(f"unknown dtype {d!r}; use {', '.join(DTYPES)}")
     if args.profile:
         from dropblock import get_profile
 
@@ -76,101 +74,117 @@ def run(args: argparse.Namespace) -> int:
             get_profile(args.profile)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    return RunOptions(impls=list(args.impl or []), profile=args.profile, devices=devices, dtypes=dtypes,
+                      budget=args.budget, alpha=args.alpha, seed=args.seed,
+                      checks=args.checks.split(",") if args.checks else None, timeout=args.timeout)
+
+
+def _check_out(out: str) -> None:
     try:
-        os.makedirs(args.out, exist_ok=True)
-        probe = os.path.join(args.out, ".write-test")
-        with open(probe, "w") as fh:
-            fh.write("")
-        os.remove(probe)
+        os.makedirs(out, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
     except OSError as exc:
-        raise UsageError(f"cannot write to --out {args.out!r}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write to --out {out!r}: {exc.strerror or exc}") from None
 
-    adapters = []
-    for spec in _specs(args):
-        try:
-            adapters.append((spec, load_adapter(spec, profile=args.profile), None))
-        except AdapterSpecError as exc:
-            raise UsageError(str(exc)) from None
-        except AdapterUnavailable as exc:
-            adapters.append((spec, None, str(exc)))
-    if all(a is None for _, a, _ in adapters):
-        for _spec, _, why in adapters:
-            print(f"dropblock-verify run: {why}", file=sys.stderr)
-        return 2
 
-    started = time.time()
-    run_info = {
-        "suite_version": __version__,
-        "command": "dropblock-verify " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "seed": args.seed,
-        "alpha": args.alpha,
-        "budget": args.budget,
-        "devices": devices,
-        "dtypes": dtypes,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-                     "scipy": scipy.__version__},
-        "platform": platform.platform(),
-    }
-    sink = ResultSink(os.path.join(args.out, "results.jsonl"))
-    sink.write({"kind": "run", **run_info})
-    implementations = []
-    for spec, adapter, why in adapters:
-        if adapter is None:
-            entry = {"name": spec, "verdict": "skipped", "message": why, "checks": []}
-            sink.write({"kind": "implementation", **entry})
-            implementations.append(entry)
-            continue
-        plan = plan_checks(adapter, devices=devices, dtypes=dtypes, alpha=args.alpha, budget=args.budget,
-                           base_seed=args.seed, timeout=args.timeout, spec=spec,
-                           only=args.checks.split(",") if args.checks else None)
+def _load_job(path: str) -> RunOptions:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            job = json.load(fh)
+        return RunOptions.from_dict(job.get("options", job))
+    except (OSError, ValueError, KeyError, TypeError, RunSetupError) as exc:
+        raise UsageError(f"cannot read job file {path!r}: {exc}") from None
 
-        results = run_checks(adapter, plan, sink=sink, progress=None if args.quiet else _progress(adapter.name,
-                                                                                                   len(plan.checks)))
-        checks = [r.to_dict() for r in results]
-        character = characterise(checks, adapter.profile.name)
-        entry = {
-            **adapter.info(),
-            "spec": spec,
-            "verdict": implementation_verdict(results),
-            "closest_profile": character["closest_profile"],
-            "characterisation": character,
-            "checks": checks,
-        }
-        sink.write({"kind": "implementation", **{k: v for k, v in entry.items() if k != "checks"}})
-        implementations.append(entry)
-    sink.close()
-    run_info["seconds"] = round(time.time() - started, 1)
-    report = {"schema": SCHEMA, "run": run_info, "implementations": implementations}
-    write_json_atomic(os.path.join(args.out, "report.json"), report)
-    _print_summary(implementations)
-    ran = [i for i in implementations if i["verdict"] != "skipped"]
+
+def _progress(quiet: bool):
+    if quiet:
+        return None
+
+    def start(name: str, total: int):
+        done = 0
+
+        def report(planned, result) -> None:
+            nonlocal done
+            done += 1
+            print(f"[{done:>3}/{total}] {name:<22} {planned.key:<44} {result.verdict:<5} "
+                  f"{result.seconds:6.2f}s  {result.message[:70]}", file=sys.stderr, flush=True)
+
+        return report
+
+    return start
+
+
+def _run_parallel(options: RunOptions, out: str, n: int, quiet: bool) -> dict:
+    jobs = plan_shards(options, n)
+    n_gpu = torch.cuda.device_count()
+    with tempfile.TemporaryDirectory(prefix="dropblock-shards-") as tmp:
+        procs, dirs = [], []
+        for job in jobs:
+            i = job["shard"]
+            job_path, shard_out = os.path.join(tmp, f"job{i}.json"), os.path.join(tmp, f"shard{i}")
+            with open(job_path, "w", encoding="utf-8") as fh:
+                json.dump(job, fh)
+            env = dict(os.environ)
+            if n_gpu > 1:
+                env["CUDA_VISIBLE_DEVICES"] = str(i % n_gpu)
+            cmd = [sys.executable, "-m", "verification.cli", "run", "--job", job_path, "--out", shard_out, "--quiet"]
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
+            dirs.append(shard_out)
+        for p in procs:
+            p.wait()
+        report = merge_runs([d for d in dirs if os.path.exists(os.path.join(d, "results.jsonl"))])
+        with open(os.path.join(out, "results.jsonl"), "w", encoding="utf-8") as dst:
+            for d in dirs:
+                path = os.path.join(d, "results.jsonl")
+                if os.path.exists(path):
+                    with open(path, encoding="utf-8") as src:
+                        dst.write(src.read())
+    return report
+
+
+def finish(report: dict, out: str) -> int:
+    """Write report.json and the rendered reports, print the summary; return the exit status."""
+    write_report(report, out)
+    try:
+        from reports import render_all
+    except ImportError:
+        render_all = None
+    if render_all is not None:
+        render_all(report, out)
+    print_summary(report["implementations"])
+    ran = [i for i in report["implementations"] if i["verdict"] != "skipped"]
     if not ran:
         return 2
     return 0 if all(i["verdict"] == "conforms" for i in ran) else 1
 
 
-def _progress(name: str, total: int):
-    done = 0
+def run(args: argparse.Namespace) -> int:
+    options = _load_job(args.job) if args.job else options_from_args(args)
+    _check_out(args.out)
+    command = "dropblock-verify " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        if args.jobs > 1 and not args.job:
+            report = _run_parallel(options, args.out, args.jobs, args.quiet)
+            report["run"]["command"] = command
+        else:
+            report = execute(options, args.out, command=command, progress=_progress(args.quiet))
+    except RunSetupError as exc:
+        raise UsageError(str(exc)) from None
+    return finish(report, args.out)
 
-    def report(planned, result) -> None:
-        nonlocal done
-        done += 1
-        print(f"[{done:>3}/{total}] {name:<22} {planned.key:<44} {result.verdict:<5} "
-              f"{result.seconds:6.2f}s  {result.message[:70]}", file=sys.stderr, flush=True)
 
-    return report
-
-
-def _print_summary(implementations) -> None:
+def print_summary(implementations) -> None:
     print(f"{'implementation':<24} {'profile':<16} {'closest':<16} {'verdict':<18} pass fail error skip")
     for impl in implementations:
         counts = {v: 0 for v in ("pass", "fail", "error", "skip")}
         for c in impl["checks"]:
             counts[c["verdict"]] += 1
         print(f"{impl['name']:<24} {impl.get('profile', '-'):<16} {impl.get('closest_profile') or '-':<16} "
-              f"{impl['verdict']:<18} "
-              f"{counts['pass']:>4} {counts['fail']:>4} {counts['error']:>5} {counts['skip']:>4}")
+              f"{impl['verdict']:<18} {counts['pass']:>4} {counts['fail']:>4} {counts['error']:>5} "
+              f"{counts['skip']:>4}")
+        if impl["verdict"] == "skipped":
+            print(f"    {impl.get('message', '')}")
         devs = impl.get("characterisation", {}).get("deviations_from_paper", [])
         if devs:
             print(f"    deviations from paper: {', '.join(devs)}")
