@@ -54,6 +54,11 @@ class AxisGeometry:
         k, n, a = self.block, self.n_seeds, self.offset
         return [max(0, min(i + a, n - 1) - max(i + a - k + 1, 0) + 1) for i in range(self.length)]
 
+    def pair_coverage(self, i: int, j: int) -> int:
+        """``c(i, j) = #{s : i and j both in the block of s}``; ``c(i, i) = c(i)``; 0 if ``|i - j| >= k``."""
+        k, n, a = self.block, self.n_seeds, self.offset
+        return max(0, min(min(i, j) + a, n - 1) - max(max(i, j) + a - k + 1, 0) + 1)
+
     def block_range(self, seed: int) -> tuple[int, int]:
         """Half-open unit range ``[lo, hi)`` dropped by the seed at index ``seed``, clipped to the axis."""
         lo = seed - self.offset

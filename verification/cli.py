@@ -63,4 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # run through the package module so that UsageError is the class the subcommands raise
+    from verification.cli import main as _main
+
+    sys.exit(_main())

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -118,7 +119,10 @@ def _progress(quiet: bool):
 def _run_parallel(options: RunOptions, out: str, n: int, quiet: bool) -> dict:
     jobs = plan_shards(options, n)
     n_gpu = torch.cuda.device_count()
-    with tempfile.TemporaryDirectory(prefix="dropblock-shards-") as tmp:
+    tmp = os.path.join(out, ".shards")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
         procs, dirs = [], []
         for job in jobs:
             i = job["shard"]
@@ -140,6 +144,8 @@ def _run_parallel(options: RunOptions, out: str, n: int, quiet: bool) -> dict:
                 if os.path.exists(path):
                     with open(path, encoding="utf-8") as src:
                         dst.write(src.read())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
