@@ -1,63 +1,250 @@
-"""Small DropBlock samplers with one documented fault each, and one correct re-implementation.
+"""The mutant zoo: small DropBlock samplers with one documented fault each, and a correct one.
 
-They are independent of the reference sampler (dense Bernoulli seeds and max-pool dilation, the textbook
-construction of Algorithm 1) and take the custom-implementation signature ``f(x, drop_prob, block_size)``,
-so the engine loads them like any user code: ``--impl verification.mutants:gamma_x1_10``. The suite must
-accept :func:`paper_dense` under the ``paper`` profile and reject every mutant (its measured power).
+They are independent of the reference sampler: a dense Bernoulli seed field over block centres with an
+"allowed" mask, and max-pool dilation (the textbook construction of Algorithm 1). Each mutant is an
+``nn.Module`` class built as ``Mutant(drop_prob=..., block_size=...)``, so the engine loads it like user code:
+``--impl verification.mutants:GammaX1_10``. :data:`MUTANTS` maps each name to its fault, the profile it
+declares and whether it sits below the suite's detection limit. Two scheduler mutants are checked by
+:func:`check_scheduler` instead.
+
+The suite must accept :class:`PaperDense` under ``paper`` and reject every mutant above the detection limit
+(``nox -s mutants`` measures it).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["paper_dense", "gamma_x1_10", "shifted_block", "channel_shared", "MUTANTS"]
+__all__ = ["Fault", "MUTANTS", "PaperDense", "check_scheduler", "paper_dense", "gamma_x1_10", "shifted_block",
+           "channel_shared"]
 
 
-def _dense(x: torch.Tensor, drop_prob: float, block_size: int, *, gamma_factor: float = 1.0,
-           shift: tuple[int, int] = (0, 0), share_channels: bool = False) -> torch.Tensor:
-    """Paper law on 2D maps by dense sampling: seeds Bernoulli(gamma) on the valid region (Eq. 1), blocks by
-    max-pool dilation, one mask per (sample, channel), global rescale; ``shift`` moves every block."""
+@dataclass(frozen=True)
+class Fault:
+    """Options of the dense sampler; the defaults are the paper law (valid region, Eq. 1, per channel)."""
+
+    gamma_factor: float = 1.0
+    region: str = "valid"  # valid | all | transposed
+    shift: int = 0  # blocks moved down/right by this many units (then clipped)
+    shift_axis: int = 1  # 0: rows, 1: columns
+    block_delta: int = 0  # painted block side k + delta, seeds still on the k-valid region
+    share: str = "none"  # none | channel | batch
+    seed_dtype: torch.dtype = torch.float64
+    corner: str = "bottom_right"  # seed placement for even blocks
+    norm: str = "global"  # global | nan | per_sample | none | channel_off | fp16_sum
+    out_float32: bool = False
+    cache_mask: bool = False
+    eval_drops: bool = False
+    mutate_input: bool = False
+
+
+def _block_offset(k: int, corner: str) -> int:
+    return k // 2 if (k % 2 == 1 or corner == "bottom_right") else k // 2 - 1
+
+
+def _allowed(length: int, k: int, a: int, region: str) -> torch.Tensor:
+    c = torch.arange(length)
+    if region == "all":
+        return torch.ones(length, dtype=torch.bool)
+    return (c >= a) & (c <= length - k + a)
+
+
+def _dropped(x: torch.Tensor, drop_prob: float, block_size: int, f: Fault) -> torch.Tensor:
     n, c, h, w = x.shape
-    k = min(block_size, h, w)
-    gamma = drop_prob * h * w / (k * k * (h - k + 1) * (w - k + 1)) * gamma_factor
+    kh, kw = min(block_size, h), min(block_size, w)
+    gamma = drop_prob * h * w / (kh * kw * (h - kh + 1) * (w - kw + 1)) * f.gamma_factor
     gamma = min(max(gamma, 0.0), 1.0)
-    channels = 1 if share_channels else c
-    seeds = torch.zeros(n, channels, h + k - 1, w + k - 1, device=x.device)
-    field = torch.rand(n, channels, h - k + 1, w - k + 1, device=x.device, dtype=torch.float64) < gamma
-    # a seed at top-left t drops [t, t + k): place it at t + k - 1 and dilate backwards with max-pool
-    seeds[:, :, k - 1:h, k - 1:w] = field.float()
-    dropped = F.max_pool2d(seeds, k, stride=1)[:, :, :h, :w]
-    if shift != (0, 0):
-        dropped = torch.roll(dropped, shifts=shift, dims=(2, 3))
-    keep = (1.0 - dropped).expand(n, c, h, w)
-    kept = keep.sum()
-    scale = keep.numel() / kept if kept > 0 else 0.0
-    return x * (keep * scale).to(x.dtype)
+    ah, aw = _block_offset(kh, f.corner), _block_offset(kw, f.corner)
+    if f.region == "transposed":
+        allowed = (_allowed(w, kw, aw, "valid")[:, None] & _allowed(h, kh, ah, "valid")[None, :]).reshape(h, w)
+    else:
+        allowed = _allowed(h, kh, ah, f.region)[:, None] & _allowed(w, kw, aw, f.region)[None, :]
+    shape = (1 if f.share == "batch" else n, 1 if f.share in ("channel", "batch") else c, h, w)
+    u = torch.rand(shape, dtype=f.seed_dtype)  # a low-precision uniform has few levels near small gammas
+    seeds = (u < torch.tensor(gamma, dtype=f.seed_dtype)) & allowed
+    ph, pw = kh + f.block_delta * (kh > 1 or f.block_delta > 0), kw + f.block_delta * (kw > 1 or f.block_delta > 0)
+    bh, bw = ah + (ph - kh) // 2, aw + (pw - kw) // 2
+    if f.shift_axis == 0:
+        bh -= f.shift
+    else:
+        bw -= f.shift
+    # unit u is dropped iff some seed s has s - b <= u <= s - b + p - 1: pool seeds over [u + b - p + 1, u + b]
+    before_h, before_w = ph - 1 - bh, pw - 1 - bw
+    padded = F.pad(seeds.float(), (max(before_w, 0), max(bw, 0), max(before_h, 0), max(bh, 0)))
+    padded = padded[..., max(-before_h, 0):, max(-before_w, 0):]
+    pooled = F.max_pool2d(padded, (ph, pw), stride=1)
+    return pooled[..., :h, :w] > 0
 
 
+def _apply(x: torch.Tensor, dropped: torch.Tensor, f: Fault) -> torch.Tensor:
+    keep = (~dropped).expand(x.shape).to(torch.float32)
+    numel = float(keep.numel())
+    if f.norm == "fp16_sum":
+        kept = keep.half().sum().float()
+    elif f.norm == "per_sample":
+        kept = keep.flatten(1).sum(1).view(-1, 1, 1, 1)
+        numel = float(keep[0].numel())
+    else:
+        kept = keep.sum()
+    if f.norm == "none":
+        scale = torch.ones(())
+    elif f.norm in ("nan", "fp16_sum", "per_sample"):
+        scale = numel / kept
+    else:
+        scale = numel / kept if float(kept) > 0 else torch.zeros(())
+        if f.norm == "channel_off":
+            scale = scale * x.shape[1]
+    factor = keep * scale
+    if f.mutate_input:
+        return x.mul_(factor.to(x.dtype))
+    if f.out_float32:
+        return x.float() * factor
+    work = torch.promote_types(x.dtype, torch.float32)
+    return (x.to(work) * factor.to(work)).to(x.dtype)
+
+
+_MASK_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+class _DenseDropBlock(nn.Module):
+    fault = Fault()
+
+    def __init__(self, drop_prob: float, block_size: int) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+        self.block_size = block_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.fault
+        if (not self.training and not f.eval_drops) or self.drop_prob == 0:
+            return x
+        key = (type(self).__name__, tuple(x.shape), self.drop_prob, self.block_size)
+        if f.cache_mask and key in _MASK_CACHE:
+            dropped = _MASK_CACHE[key]  # the fault: a module-level cache of the first mask drawn
+        else:
+            dropped = _dropped(x, self.drop_prob, self.block_size, f)
+            if f.cache_mask:
+                _MASK_CACHE[key] = dropped
+        return _apply(x, dropped, f)
+
+
+def _mutant(name: str, doc: str, **fault) -> type[_DenseDropBlock]:
+    cls = type(name, (_DenseDropBlock,), {"fault": Fault(**fault), "__doc__": doc})
+    cls.__module__ = __name__
+    return cls
+
+
+PaperDense = _mutant("PaperDense", "Correct: an independent dense implementation of the paper law (2D).")
+
+# name -> (class, fault description, declared profile, below the detection limit)
+_SPECS = [
+    ("GammaX0_90", "gamma x 0.9", {"gamma_factor": 0.9}, "paper", False),
+    ("GammaX1_10", "gamma x 1.1", {"gamma_factor": 1.1}, "paper", False),
+    ("GammaX1_05", "gamma x 1.05 (at the detection limit)", {"gamma_factor": 1.05}, "paper", True),
+    ("UnrestrictedSeeds", "seeds at every position, blocks clipped", {"region": "all"}, "paper", False),
+    ("TransposedRegion", "valid region built as (W, H) and reshaped to (H, W)", {"region": "transposed"},
+     "paper", False),
+    ("ShiftedRow", "blocks shifted one row down", {"shift": 1, "shift_axis": 0}, "paper", False),
+    ("ShiftedColumn", "blocks shifted one column right", {"shift": 1, "shift_axis": 1}, "paper", False),
+    ("BlockMinusOne", "blocks of side k - 1", {"block_delta": -1}, "paper", False),
+    ("BlockPlusOne", "blocks of side k + 1", {"block_delta": 1}, "paper", False),
+    ("ChannelShared", "one mask per sample, declared per channel", {"share": "channel"}, "paper", False),
+    ("BatchShared", "one mask for the whole batch", {"share": "batch"}, "paper", False),
+    ("SameMaskEveryCall", "the first mask is reused on every later call", {"cache_mask": True}, "paper", False),
+    ("PerSampleNorm", "rescaled per sample instead of globally", {"norm": "per_sample"}, "paper", False),
+    ("NoNorm", "kept units not rescaled", {"norm": "none"}, "paper", False),
+    ("ScaleTimesChannels", "scale off by the channel count", {"norm": "channel_off"}, "paper", False),
+    ("Fp16Sum", "normalising sum in fp16 (overflows past 65504)", {"norm": "fp16_sum"}, "paper", False),
+    ("Bf16Uniform", "seeds from a bf16 uniform compared with gamma", {"seed_dtype": torch.bfloat16}, "paper",
+     False),
+    ("NanAllDropped", "0/0 = NaN when everything drops", {"norm": "nan"}, "paper", False),
+    ("Float32Output", "float32 output for half inputs under a 'preserve' profile", {"out_float32": True},
+     "paper", False),
+    ("EvalDrops", "still drops in eval mode", {"eval_drops": True}, "paper", False),
+    ("MutatesInput", "multiplies the input in place", {"mutate_input": True}, "paper", False),
+    ("EvenTopLeft", "even blocks aligned top-left under a bottom-right profile (timm)",
+     {"region": "all", "share": "channel", "corner": "top_left"}, "timm", False),
+]
+
+MUTANTS: dict[str, tuple[type, str, str, bool]] = {}
+for _name, _doc, _fault, _profile, _below in _SPECS:
+    globals()[_name] = _mutant(_name, f"Fault: {_doc}.", **_fault)
+    MUTANTS[_name] = (globals()[_name], _doc, _profile, _below)
+    __all__.append(_name)
+
+
+# -------------------------------------------------------------------------------- function-style samplers
 def paper_dense(x, drop_prob, block_size):
-    """Correct: an independent implementation of the paper law (2D)."""
-    return _dense(x, drop_prob, block_size)
+    """Correct: the paper law as a plain function ``f(x, drop_prob, block_size)``."""
+    return _apply(x, _dropped(x, drop_prob, block_size, Fault()), Fault())
 
 
 def gamma_x1_10(x, drop_prob, block_size):
     """Fault: gamma 10% too high."""
-    return _dense(x, drop_prob, block_size, gamma_factor=1.10)
+    f = Fault(gamma_factor=1.1)
+    return _apply(x, _dropped(x, drop_prob, block_size, f), f)
 
 
 def shifted_block(x, drop_prob, block_size):
-    """Fault: every block shifted one column right (wrapping around)."""
-    return _dense(x, drop_prob, block_size, shift=(0, 1))
+    """Fault: every block shifted one column right."""
+    f = Fault(shift=1)
+    return _apply(x, _dropped(x, drop_prob, block_size, f), f)
 
 
 def channel_shared(x, drop_prob, block_size):
     """Fault: one mask shared by all channels of a sample while the paper law is declared."""
-    return _dense(x, drop_prob, block_size, share_channels=True)
+    f = Fault(share="channel")
+    return _apply(x, _dropped(x, drop_prob, block_size, f), f)
 
 
-MUTANTS = {
-    "gamma_x1_10": gamma_x1_10,
-    "shifted_block": shifted_block,
-    "channel_shared": channel_shared,
+# ------------------------------------------------------------------------------------------- schedulers
+class SchedulerOffByOne:
+    """Fault: the ramp starts one step late (the first ``step()`` sets nothing)."""
+
+    def __init__(self, dropblock, start_value, stop_value, nr_steps):
+        self.dropblock, self.i = dropblock, -1
+        self.drop_values = np.linspace(start_value, stop_value, int(nr_steps))
+
+    def step(self):
+        if 0 <= self.i < len(self.drop_values):
+            self.dropblock.drop_prob = float(self.drop_values[self.i])
+        self.i += 1
+
+
+class SchedulerNonMonotone:
+    """Fault: the ramp wraps around to its start once done instead of holding the last value."""
+
+    def __init__(self, dropblock, start_value, stop_value, nr_steps):
+        self.dropblock, self.i = dropblock, 0
+        self.drop_values = np.linspace(start_value, stop_value, int(nr_steps))
+
+    def step(self):
+        self.dropblock.drop_prob = float(self.drop_values[self.i % len(self.drop_values)])
+        self.i += 1
+
+
+SCHEDULER_MUTANTS = {
+    "SchedulerOffByOne": (SchedulerOffByOne, "scheduler off by one step"),
+    "SchedulerNonMonotone": (SchedulerNonMonotone, "non-monotone scheduler (wraps around)"),
 }
+
+
+def check_scheduler(scheduler_cls) -> tuple[bool, str]:
+    """S: a linear scheduler sets ``linspace(start, stop, nr_steps)[i]`` at step ``i`` and then holds the last
+    value (the original ``dropblock.LinearScheduler`` contract). Returns ``(ok, message)``; exact, no alpha."""
+    for start, stop, steps in ((0.0, 0.25, 5), (0.3, 0.1, 4), (0.0, 0.1, 1)):
+        holder = type("Holder", (), {"drop_prob": -1.0})()
+        sched = scheduler_cls(holder, start, stop, steps)
+        want = list(np.linspace(start, stop, steps)) + [stop] * 3
+        got = []
+        for _ in range(steps + 3):
+            sched.step()
+            got.append(float(holder.drop_prob))
+        if not np.allclose(got, want, rtol=0, atol=1e-12):
+            return False, f"start={start}, stop={stop}, nr_steps={steps}: got {np.round(got, 4).tolist()}"
+    return True, "linear ramp, then held"
