@@ -87,3 +87,27 @@ def shards(session: nox.Session) -> None:
                     "--quiet", success_codes=[0, 1])
     session.run("dropblock-verify", "merge", *[f"{root}/shard{i}" for i in range(int(n))], "--out",
                 "reports/latest", success_codes=[0, 1])
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Measured power: the standard suite on every mutant; prints the kill table (Markdown) and kill rate.
+
+    Extra arguments go to ``python -m verification.zoo`` (e.g. ``-- --budget thorough``).
+    """
+    _install(session, TORCH_CPU)
+    os.makedirs("reports", exist_ok=True)
+    session.run("python", "-m", "verification.zoo", "--jobs", "2", "--json", "reports/mutants.json", *session.posargs)
+
+
+@nox.session
+def calibration(session: nox.Session) -> None:
+    """Measured false-alarm rate: statistical checks on the reference, every preset, 500 base seeds.
+
+    Fails if a check rejects significantly more often than its alpha. ``-- --seeds 20`` for the fast version.
+    """
+    _install(session, TORCH_CPU)
+    os.makedirs("reports", exist_ok=True)
+    args = session.posargs or ["--seeds", "500"]
+    session.run("python", "-m", "verification.calibration", "--jobs", "2", "--json", "reports/calibration.json",
+                *args)
