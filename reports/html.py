@@ -1,0 +1,130 @@
+"""``report.html``: one self-contained page (inline CSS, plots as base64 PNG) from a Jinja2 template.
+
+The template is rendered with autoescaping on, so every string that comes from an implementation (names,
+messages, exception text, reproduction snippets) is escaped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from .model import (
+    check_counts,
+    check_label,
+    failing_checks,
+    fmt_ci,
+    fmt_num,
+    fmt_p,
+    matrix,
+    mde_table,
+    run_rows,
+    summary,
+    summary_line,
+)
+
+__all__ = ["render_html", "TEMPLATE_DIR"]
+
+TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+TEMPLATE = "report.html.j2"
+SYMBOLS = {"pass": "✓", "fail": "✗", "error": "!", "skip": "–", None: "·"}
+WIDE_PLOTS = ("pvalues", "position_profile")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+VERDICT_TEXT = {"conforms": "conforms", "does-not-conform": "does not conform", "error": "error",
+                "skipped": "skipped"}
+
+
+def _clean(value: Any) -> Any:
+    """The report with control characters (terminal colour codes in exception text, ...) removed from strings."""
+    if isinstance(value, str):
+        return _CONTROL.sub("", value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _check_row(check: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "label": check_label(check), "id": check.get("id", "?"), "verdict": check.get("verdict", "?"),
+        "message": check.get("message", ""), "effect": fmt_num(check.get("effect")), "ci": fmt_ci(check.get("ci")),
+        "pvalue": fmt_p(check.get("pvalue")), "alpha": fmt_num(check.get("alpha")) if check.get("alpha") else "–",
+        "n": check.get("n") or "–", "mde": fmt_num(check.get("mde")), "seconds": fmt_num(check.get("seconds"), 3),
+        "reproduction": (check.get("reproduction") or "").rstrip(),
+    }
+
+
+def _matrix_context(report: dict[str, Any]) -> dict[str, Any]:
+    m = matrix(report)
+    rows = []
+    for i, r in enumerate(m["rows"]):
+        first = i == 0 or m["rows"][i - 1]["impl"] != r["impl"]
+        span = sum(1 for x in m["rows"] if x["impl"] == r["impl"]) if first else 0
+        cells = []
+        for c in r["cells"]:
+            v = c["verdict"]
+            text = SYMBOLS[v] + (f" {c['bad']}/{c['total']}" if v in ("fail", "error") else "")
+            cells.append({"cls": v or "none", "text": text,
+                          "title": (f"{v}: " + ", ".join(c["checks"])) if c["checks"] else "not run"})
+        rows.append({**r, "first": first, "span": span, "cells": cells})
+    return {"families": m["families"], "rows": rows}
+
+
+def _characterisation(impl: dict[str, Any]) -> dict[str, Any]:
+    ch = impl.get("characterisation") or {}
+    fit = ch.get("fit_max_z") or {}
+    ranked = sorted(((k, v) for k, v in fit.items() if isinstance(v, (int, float))), key=lambda kv: kv[1])
+    return {"inferred": ch.get("inferred") or {}, "fit": [(k, fmt_num(v, 3)) for k, v in ranked[:6]],
+            "deviations": ch.get("deviations_from_paper") or []}
+
+
+def _implementation(impl: dict[str, Any], index: int, with_plots: bool) -> dict[str, Any]:
+    checks = impl.get("checks", [])
+    plots: list[dict[str, str]] = []
+    if with_plots and checks:
+        from .plots import implementation_plots
+
+        plots = [{**p, "wide": p["kind"] in WIDE_PLOTS} for p in implementation_plots(impl)]
+    verdict = impl.get("verdict", "error")
+    return {
+        "anchor": f"impl-{index}", "name": impl.get("name", "?"), "version": impl.get("version", "–"),
+        "profile": impl.get("profile", "–"), "closest": impl.get("closest_profile") or "–",
+        "spec": impl.get("spec", ""), "description": impl.get("description", ""), "message": impl.get("message", ""),
+        "verdict": verdict, "verdict_text": VERDICT_TEXT.get(verdict, verdict), "partial": bool(impl.get("partial")),
+        "counts": check_counts(checks), "character": _characterisation(impl), "plots": plots,
+        "profile_fields": impl.get("profile_fields") or {}, "checks": [_check_row(c) for c in checks],
+    }
+
+
+def _plots_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_context(report: dict[str, Any], *, plots: bool = True) -> dict[str, Any]:
+    with_plots = plots and _plots_available()
+    report = _clean(report)
+    impls = [_implementation(impl, i, with_plots) for i, impl in enumerate(report.get("implementations", []))]
+    anchors = {i["name"]: i["anchor"] for i in impls}
+    failing = [{**_check_row(c), "impl": impl.get("name", "?"), "anchor": anchors.get(impl.get("name", "?"), "")}
+               for impl, c in failing_checks(report)]
+    return {
+        "summary": summary(report), "summary_line": summary_line(report), "implementations": impls,
+        "matrix": _matrix_context(report), "failing": failing, "limits": mde_table(report),
+        "run_rows": run_rows(report), "plots_note": None if with_plots or not plots else
+        "matplotlib is not installed: plots left out (pip install 'dropblock-conformance[reports]')",
+        "verdict_text": VERDICT_TEXT, "fmt_num": fmt_num,
+    }
+
+
+def render_html(report: dict[str, Any], *, plots: bool = True) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template(TEMPLATE).render(**build_context(report, plots=plots))

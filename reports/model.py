@@ -1,0 +1,229 @@
+"""Views of a report dict shared by the renderers: counts, the conformance matrix, failing checks, limits.
+
+Everything here reads plain report dicts (``report.json`` or a report rebuilt from ``results.jsonl``) and
+tolerates missing optional fields, so reports of older or partial runs still render.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = [
+    "CHECK_VERDICTS", "IMPL_VERDICTS", "check_counts", "check_label", "family_sort_key", "families", "matrix",
+    "failing_checks", "mde_table", "summary", "run_rows", "implementation_verdict", "fmt_num", "fmt_p",
+    "fmt_ci", "dims_of", "statistical_checks",
+]
+
+CHECK_VERDICTS = ("pass", "fail", "error", "skip")
+IMPL_VERDICTS = ("conforms", "does-not-conform", "error", "skipped")
+_DEVICE_ORDER = ("cpu", "cuda")
+_DTYPE_ORDER = ("float32", "float64", "float16", "bfloat16")
+
+
+def implementation_verdict(checks: Iterable[dict[str, Any]]) -> str:
+    """Verdict of an implementation from its checks (the rule of the run engine)."""
+    verdicts = {c.get("verdict") for c in checks}
+    if not verdicts:
+        return "skipped"
+    if verdicts <= {"pass", "skip"}:
+        return "conforms" if "pass" in verdicts else "skipped"
+    if "fail" in verdicts:
+        return "does-not-conform"
+    if verdicts <= {"error", "skip"}:
+        return "error"
+    return "does-not-conform"
+
+
+def check_counts(checks: Iterable[dict[str, Any]]) -> dict[str, int]:
+    counts = dict.fromkeys(CHECK_VERDICTS, 0)
+    for c in checks:
+        v = c.get("verdict")
+        if v in counts:
+            counts[v] += 1
+    return counts
+
+
+def dims_of(check: dict[str, Any]) -> int | None:
+    dims = (check.get("details") or {}).get("dims")
+    try:
+        return int(dims) if dims is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def check_label(check: dict[str, Any], *, sep: str = " ") -> str:
+    """``T0.opening [cpu,float32]``; a non-2d instance adds its dimensionality: ``[cpu,float32,3d]``."""
+    dims = dims_of(check)
+    extra = f",{dims}d" if dims is not None and dims != 2 else ""
+    return f"{check.get('id', '?')}{sep}[{check.get('device', '?')},{check.get('dtype', '?')}{extra}]"
+
+
+def family_of(check: dict[str, Any]) -> str:
+    return check.get("family") or str(check.get("id", "?")).split(".", 1)[0]
+
+
+def family_sort_key(family: str) -> tuple:
+    m = re.fullmatch(r"T(\d+)", family)
+    if m:
+        return (0, int(m.group(1)), family)
+    return (1 if family == "P" else 2, 0, family)
+
+
+def families(report: dict[str, Any]) -> list[str]:
+    found = {family_of(c) for impl in report.get("implementations", []) for c in impl.get("checks", [])}
+    return sorted(found, key=family_sort_key)
+
+
+def _order(value: str, order: tuple[str, ...]) -> tuple[int, str]:
+    return (order.index(value) if value in order else len(order), value)
+
+
+def _cell(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    if not checks:
+        return {"verdict": None, "total": 0, "bad": 0, "checks": []}
+    counts = check_counts(checks)
+    for verdict in ("fail", "error", "pass", "skip"):
+        if counts[verdict]:
+            break
+    bad = counts["fail"] if verdict == "fail" else counts["error"] if verdict == "error" else 0
+    return {"verdict": verdict, "total": len(checks), "bad": bad, "checks": [check_label(c) for c in checks]}
+
+
+def matrix(report: dict[str, Any]) -> dict[str, Any]:
+    """Rows (implementation, device, dtype) x columns (check family); a cell holds its worst verdict.
+
+    A cell's verdict is ``fail`` if any of its checks failed, else ``error`` if any errored, else ``pass`` if
+    any passed, else ``skip``; ``bad`` counts the failing (or erroring) checks out of ``total``.
+    """
+    fams = families(report)
+    rows = []
+    for impl in report.get("implementations", []):
+        checks = impl.get("checks", [])
+        if not checks:
+            rows.append({"impl": impl.get("name", "?"), "verdict": impl.get("verdict"), "device": None,
+                         "dtype": None, "cells": [], "message": impl.get("message", "")})
+            continue
+        combos = sorted({(c.get("device", "?"), c.get("dtype", "?")) for c in checks},
+                        key=lambda dd: (_order(dd[0], _DEVICE_ORDER), _order(dd[1], _DTYPE_ORDER)))
+        for device, dtype in combos:
+            here = [c for c in checks if c.get("device", "?") == device and c.get("dtype", "?") == dtype]
+            cells = [_cell([c for c in here if family_of(c) == f]) for f in fams]
+            rows.append({"impl": impl.get("name", "?"), "verdict": impl.get("verdict"), "device": device,
+                         "dtype": dtype, "cells": cells, "message": ""})
+    return {"families": fams, "rows": rows}
+
+
+def failing_checks(report: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(implementation, check)`` for every failing check, then every erroring one, in report order."""
+    out = []
+    for verdict in ("fail", "error"):
+        for impl in report.get("implementations", []):
+            out += [(impl, c) for c in impl.get("checks", []) if c.get("verdict") == verdict]
+    return out
+
+
+def statistical_checks(checks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checks with a p-value and a positive alpha (the statistical ones that ran)."""
+    return [c for c in checks if isinstance(c.get("pvalue"), (int, float)) and (c.get("alpha") or 0) > 0]
+
+
+def mde_table(report: dict[str, Any]) -> dict[str, Any]:
+    """Detection limits: check id x implementation -> the largest MDE over devices, dtypes and dims."""
+    impls = [i for i in report.get("implementations", []) if i.get("checks")]
+    ids: list[str] = []
+    values: dict[tuple[str, str], float] = {}
+    for impl in impls:
+        for c in impl["checks"]:
+            mde = c.get("mde")
+            if not isinstance(mde, (int, float)) or not math.isfinite(mde):
+                continue
+            if c["id"] not in ids:
+                ids.append(c["id"])
+            key = (c["id"], impl.get("name", "?"))
+            values[key] = max(values.get(key, -math.inf), float(mde))
+    ids.sort(key=lambda i: (family_sort_key(i.split(".", 1)[0]), i))
+    names = [i.get("name", "?") for i in impls if any((cid, i.get("name", "?")) in values for cid in ids)]
+    rows = [{"id": cid, "values": [values.get((cid, n)) for n in names]} for cid in ids]
+    return {"implementations": names, "rows": rows}
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    impls = report.get("implementations", [])
+    verdicts = dict.fromkeys(IMPL_VERDICTS, 0)
+    for impl in impls:
+        verdicts[impl.get("verdict", "error")] = verdicts.get(impl.get("verdict", "error"), 0) + 1
+    checks = check_counts(c for impl in impls for c in impl.get("checks", []))
+    ran = [i for i in impls if i.get("verdict") != "skipped"]
+    overall = ("conforms" if ran and all(i.get("verdict") == "conforms" for i in ran)
+               else "skipped" if not ran else "does-not-conform")
+    return {"implementations": len(impls), "verdicts": verdicts, "checks": checks,
+            "total_checks": sum(checks.values()), "overall": overall, "partial": bool(report.get("partial"))}
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    s = summary(report)
+    v, c = s["verdicts"], s["checks"]
+    parts = [f"{v['conforms']} conform", f"{v['does-not-conform']} do not conform"]
+    if v["error"]:
+        parts.append(f"{v['error']} errored")
+    if v["skipped"]:
+        parts.append(f"{v['skipped']} skipped")
+    run = report.get("run", {})
+    line = (f"{s['implementations']} implementations: {', '.join(parts)}; {s['total_checks']} checks: "
+            f"{c['pass']} pass, {c['fail']} fail, {c['error']} error, {c['skip']} skip "
+            f"(budget {run.get('budget', '?')}, alpha {fmt_num(run.get('alpha'))}, seed {run.get('seed', '?')})")
+    if s["partial"]:
+        line += "; partial run rebuilt from results.jsonl"
+    return line
+
+
+def run_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """Run information as (label, text) pairs."""
+    run = report.get("run", {})
+    versions = run.get("versions") or {}
+    rows = [
+        ("command", str(run.get("command", ""))),
+        ("suite version", str(run.get("suite_version", "?"))),
+        ("schema", str(report.get("schema", "?"))),
+        ("seed", str(run.get("seed", "?"))),
+        ("alpha (per implementation)", fmt_num(run.get("alpha"))),
+        ("budget", str(run.get("budget", "?"))),
+        ("devices", ", ".join(run.get("devices") or [])),
+        ("dtypes", ", ".join(run.get("dtypes") or [])),
+        ("started", str(run.get("started", "?"))),
+        ("duration", f"{run['seconds']} s" if isinstance(run.get("seconds"), (int, float)) else "unknown"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
+        ("platform", str(run.get("platform", "?"))),
+    ]
+    if run.get("merged_from"):
+        rows.append(("merged from", ", ".join(map(str, run["merged_from"]))))
+    return rows
+
+
+def fmt_num(x: Any, digits: int = 4) -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return "–" if x is None else str(x)
+    if isinstance(x, int):
+        return str(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+        return f"{x:.{max(digits - 2, 1)}e}"
+    return f"{x:.{digits}g}"
+
+
+def fmt_p(p: Any) -> str:
+    if not isinstance(p, (int, float)) or isinstance(p, bool):
+        return "–"
+    if p == 0:
+        return "0"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3g}"
+
+
+def fmt_ci(ci: Any) -> str:
+    if not ci or len(ci) != 2:
+        return "–"
+    return f"[{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
