@@ -16,19 +16,16 @@ from typing import Any
 import numpy as np
 
 from dropblock import PRESETS, get_profile
-from dropblock.law import map_geometry, resolve_gamma
+
+from .theory import drop_probability_map
 
 __all__ = ["characterise", "position_law"]
 
 
 def position_law(spatial: tuple[int, ...], block_size: int, drop_prob: float, profile) -> np.ndarray:
-    """Exact per-position drop probability ``1 - (1 - gamma)**n(u)`` (float64 array of shape ``spatial``)."""
-    geometry = map_geometry(tuple(spatial), block_size, profile)
-    gamma = resolve_gamma(geometry, drop_prob, profile)
-    cov = np.ones((), dtype=np.int64)
-    for axis in geometry.axes:
-        cov = np.multiply.outer(cov, np.array(axis.coverage(), dtype=np.int64))
-    return 1.0 - (1.0 - gamma) ** cov
+    """Exact per-position drop probability ``1 - (1 - gamma)**n(u)`` (float64 array of shape ``spatial``, read-only;
+    :func:`verification.theory.drop_probability_map`)."""
+    return drop_probability_map(tuple(spatial), block_size, drop_prob, profile)
 
 
 def _max_z(observed: np.ndarray, expected: np.ndarray, m: int) -> float:

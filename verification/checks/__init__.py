@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import deterministic as _d
+from . import law_checks as _l
 from . import statistical as _s
 from .base import BUDGETS, Context
 
@@ -46,9 +47,12 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("P.half_overflow", _d.check_half_overflow, dtypes=_HALF),
     CheckSpec("P.all_dropped", _d.check_all_dropped, dtypes=("float32",) + _HALF),
     CheckSpec("T1.lattice_rate", _s.check_lattice_rate, weight=2.0, dims=(2, 3)),
+    CheckSpec("T1.rate_curve", _l.check_rate_curve, weight=1.0, dtypes=_FP32),
     CheckSpec("P.half_rate", _s.check_half_rate, weight=1.0, dtypes=_HALF),
     CheckSpec("T2.position_profile", _s.check_position_profile, weight=2.0, dtypes=_FP32),
+    CheckSpec("T3.pair_profile", _l.check_pair_profile, weight=2.0, dtypes=_FP32),
     CheckSpec("T4.sharing", _s.check_sharing, weight=1.0, dtypes=_FP32),
     CheckSpec("T5.seed_layer_k1", _s.check_seed_layer, weight=1.0, dtypes=_FP32),
+    CheckSpec("T6.tiny_mask_law", _l.check_tiny_mask_law, weight=2.0, dtypes=_FP32),
     CheckSpec("T7.count_distribution", _s.check_count_distribution, weight=1.0, dtypes=_FP32),
 )

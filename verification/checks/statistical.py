@@ -17,10 +17,10 @@ from scipy import stats
 
 from dropblock import PRESETS
 from dropblock.functional import drop_block
-from dropblock.law import map_geometry, resolve_gamma
 
 from ..results import CheckResult
 from ..sampler import CallFailure, batches_for, draw_masks
+from ..theory import DropBlockLaw, drop_probability_map, mask_law
 from .base import Context, failure_result, make_result
 
 __all__ = [
@@ -70,20 +70,21 @@ def _independent_layout(ctx: Context, sharing: str, n_maps: int, spatial: tuple[
     return (n_per_call, channels, *spatial), calls
 
 
-def _max_coverage_lattice(geometry) -> tuple[np.ndarray, int]:
-    """Bool lattice of maximal-coverage units spaced by the block side on every axis, and that coverage."""
-    cov = np.ones((), dtype=np.int64)
-    for axis in geometry.axes:
-        cov = np.multiply.outer(cov, np.array(axis.coverage(), dtype=np.int64))
+def _max_coverage_lattice(law: DropBlockLaw) -> tuple[np.ndarray, int, float]:
+    """Maximal-coverage units spaced by the block side on every axis: bool lattice, their coverage ``n_max``
+    and their drop probability ``1 - (1 - gamma)**n_max``.
+
+    The units of maximal coverage form a box (coverage factorises over the axes); the theory's independent
+    lattice anchored at the box's first corner, cut to the box, gives mutually independent units.
+    """
+    cov = law.coverage_counts()
     n_max = int(cov.max())
+    origin = tuple(int(i) for i in np.argwhere(cov == n_max)[0])
+    units = law.independent_lattice(origin=origin)
+    inside = cov[tuple(units.coords.T)] == n_max
     lat = np.zeros(cov.shape, dtype=bool)
-    index = []
-    for a, axis in enumerate(geometry.axes):
-        other = tuple(i for i in range(cov.ndim) if i != a)
-        line = np.flatnonzero((cov == n_max).any(axis=other) if other else cov == n_max)
-        index.append(line[:: axis.block])
-    lat[np.ix_(*index)] = True
-    return lat & (cov == n_max), n_max
+    lat[tuple(units.coords[inside].T)] = True
+    return lat, n_max, float(units.drop_probs[inside][0])
 
 
 def _draw(adapter, ctx: Context, check_id: str, spatial, p, k, n_maps):
@@ -111,12 +112,12 @@ def check_lattice_rate(adapter, ctx: Context, *, spatial: tuple[int, ...] | None
     spatial = spatial or _spatial(ctx)
     k = block_size or ctx.block_size
     try:
-        geometry = map_geometry(spatial, k, adapter.profile)
+        law = mask_law(spatial, k, ctx.drop_prob, adapter.profile)
     except ValueError as exc:
         return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    gamma = resolve_gamma(geometry, ctx.drop_prob, adapter.profile)
-    lat, n_max = _max_coverage_lattice(geometry)
-    p0, p1 = _gamma_error_rates(gamma, n_max, ctx.rate_effect)
+    gamma = law.gamma
+    lat, n_max, p0 = _max_coverage_lattice(law)
+    _, p1 = _gamma_error_rates(gamma, n_max, ctx.rate_effect)
     per_map = int(lat.sum())
     n_maps = min(ctx.max_maps, math.ceil(binomial_sample_size(p0, p1, ctx.alpha) / per_map))
     try:
@@ -151,14 +152,9 @@ def check_position_profile(adapter, ctx: Context) -> CheckResult:
     cid = "T2.position_profile"
     spatial = (9, 12) if ctx.dims == 2 else (5, 6, 7)
     try:
-        geometry = map_geometry(spatial, ctx.block_size, adapter.profile)
+        p_map = drop_probability_map(spatial, ctx.block_size, ctx.drop_prob, adapter.profile)
     except ValueError as exc:
         return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    gamma = resolve_gamma(geometry, ctx.drop_prob, adapter.profile)
-    cov = np.ones((), dtype=np.int64)
-    for axis in geometry.axes:
-        cov = np.multiply.outer(cov, np.array(axis.coverage(), dtype=np.int64))
-    p_map = 1.0 - (1.0 - gamma) ** cov
     n_pos = p_map.size
     alpha_pos = ctx.alpha / n_pos
     p_min = float(p_map[p_map > 0].min())
@@ -205,12 +201,10 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
     prof = adapter.profile
     spatial = _spatial(ctx)
     try:
-        geometry = map_geometry(spatial, ctx.block_size, prof)
+        law = mask_law(spatial, ctx.block_size, ctx.drop_prob, prof)
     except ValueError as exc:
         return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    gamma = resolve_gamma(geometry, ctx.drop_prob, prof)
-    lat, n_max = _max_coverage_lattice(geometry)
-    p_u = 1.0 - (1.0 - gamma) ** n_max
+    lat, _, p_u = _max_coverage_lattice(law)
     want_c = p_u if prof.sharing in ("channel", "batch") else p_u * p_u
     want_b = p_u if prof.sharing == "batch" else p_u * p_u
     per_call = int(lat.sum())
@@ -275,9 +269,8 @@ def check_seed_layer(adapter, ctx: Context) -> CheckResult:
     """
     cid = "T5.seed_layer_k1"
     spatial = (8, 8) if ctx.dims == 2 else (4, 4, 4)
-    geometry = map_geometry(spatial, 1, adapter.profile)
-    gamma = resolve_gamma(geometry, ctx.drop_prob, adapter.profile)
-    n_units = geometry.n_units
+    law = mask_law(spatial, 1, ctx.drop_prob, adapter.profile)
+    gamma, n_units = law.gamma, law.n_units
     p0, p1 = _gamma_error_rates(gamma, 1, ctx.rate_effect)
     n_maps = min(ctx.max_maps, max(2000, binomial_sample_size(p0, p1, ctx.alpha) // n_units))
     try:
@@ -309,7 +302,7 @@ def check_count_distribution(adapter, ctx: Context) -> CheckResult:
     spatial = _spatial(ctx)
     prof = adapter.profile
     try:
-        map_geometry(spatial, ctx.block_size, prof)
+        mask_law(spatial, ctx.block_size, ctx.drop_prob, prof)
     except ValueError as exc:
         return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
     n_maps = min(ctx.max_maps, {"smoke": 2000, "standard": 20000, "thorough": 100000}[ctx.budget])
