@@ -50,6 +50,8 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T1.rate_curve", _l.check_rate_curve, weight=1.0, dtypes=_FP32),
     CheckSpec("P.half_rate", _s.check_half_rate, weight=1.0, dtypes=_HALF),
     CheckSpec("T2.position_profile", _s.check_position_profile, weight=2.0, dtypes=_FP32),
+    CheckSpec("T2.even_block", _s.check_even_block, weight=1.0, dtypes=_FP32),
+    CheckSpec("T2.oversize_block", _s.check_oversize_block, weight=1.0, dtypes=_FP32),
     CheckSpec("T3.pair_profile", _l.check_pair_profile, weight=2.0, dtypes=_FP32),
     CheckSpec("T4.sharing", _s.check_sharing, weight=1.0, dtypes=_FP32),
     CheckSpec("T5.seed_layer_k1", _s.check_seed_layer, weight=1.0, dtypes=_FP32),

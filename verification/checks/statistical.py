@@ -10,6 +10,7 @@ effect (:data:`~verification.checks.base.BUDGETS`), capped by its map limit.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ __all__ = [
     "check_seed_layer",
     "check_count_distribution",
     "check_half_rate",
+    "check_even_block",
+    "check_oversize_block",
     "binomial_sample_size",
     "binomial_mde",
 ]
@@ -140,7 +143,7 @@ def check_lattice_rate(adapter, ctx: Context, *, spatial: tuple[int, ...] | None
     )
 
 
-def check_position_profile(adapter, ctx: Context) -> CheckResult:
+def check_position_profile(adapter, ctx: Context, *, cid: str = "T2.position_profile") -> CheckResult:
     """T2: every position's drop rate equals ``1 - (1 - gamma)**n(u)`` on a non-square map.
 
     H0: at each position u, the number of maps (out of M independent) dropping u is Binomial(M, p_u).
@@ -149,7 +152,6 @@ def check_position_profile(adapter, ctx: Context) -> CheckResult:
     map (H != W) catches transposed or wrongly bounded seed regions; borders catch unrestricted seeds,
     shifted blocks and wrong block sizes.
     """
-    cid = "T2.position_profile"
     spatial = (9, 12) if ctx.dims == 2 else (5, 6, 7)
     try:
         p_map = drop_probability_map(spatial, ctx.block_size, ctx.drop_prob, adapter.profile)
@@ -351,3 +353,19 @@ def check_half_rate(adapter, ctx: Context) -> CheckResult:
     if ctx.dtype not in ("float16", "bfloat16") or ctx.dims != 2:
         return make_result("P.half_rate", ctx, "skip", "half-precision 2D check")
     return check_lattice_rate(adapter, ctx, spatial=(28, 28), block_size=7, cid="P.half_rate")
+
+
+def check_even_block(adapter, ctx: Context) -> CheckResult:
+    """T2.even_block: T2 with ``block_size = 4``, where the seed's corner (top-left or bottom-right of the
+    block's centre) changes the law under the ``all`` seed region. Same null hypothesis and test as T2."""
+    if not adapter.capabilities.even_block:
+        return make_result("T2.even_block", ctx, "skip", f"{adapter.name} declares no even block sizes")
+    return check_position_profile(adapter, replace(ctx, block_size=4), cid="T2.even_block")
+
+
+def check_oversize_block(adapter, ctx: Context) -> CheckResult:
+    """T2.oversize_block: T2 with ``block_size = 13`` on the 9 x 12 map (larger than both sides), judged
+    against the profile's oversize policy (clip per axis, clip to the smallest side, or overhang)."""
+    if not adapter.capabilities.oversize_block:
+        return make_result("T2.oversize_block", ctx, "skip", f"{adapter.name} declares no oversized blocks")
+    return check_position_profile(adapter, replace(ctx, block_size=13), cid="T2.oversize_block")
