@@ -96,10 +96,11 @@ def _run(check_id: str, adapter, spec: str, budget: str = "smoke"):
 
 
 # ---------------------------------------------------------------------------------------------- registry
-def test_new_checks_are_registered_after_their_neighbours():
+def test_new_checks_are_registered():
     ids = [c.id for c in SUITE]
-    assert ids.index("T3.pair_profile") == ids.index("T2.position_profile") + 1
-    assert ids.index("T6.tiny_mask_law") == ids.index("T5.seed_layer_k1") + 1
+    assert len(ids) == len(set(ids))
+    families = [i.split(".")[0] for i in ids if i.startswith("T") and not i.startswith("T0")]
+    assert families == sorted(families), "statistical checks are listed in family order"
     specs = {c.id: c for c in SUITE}
     assert {cid: specs[cid].weight for cid in NEW_CHECKS} == {
         "T3.pair_profile": 2.0, "T6.tiny_mask_law": 2.0, "T1.rate_curve": 1.0}
