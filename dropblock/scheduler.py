@@ -75,7 +75,7 @@ class LinearScheduler(nn.Module):
     def step(self) -> None:
         """Set the next value of the ramp on the wrapped module (the last one is held)."""
         if self.i < len(self.drop_values):
-            self.dropblock.drop_prob = self.drop_values[self.i]
+            setattr(self.dropblock, "drop_prob", self.drop_values[self.i])  # noqa: B010
         self.i += 1
 
     def current_value(self) -> float | None:
@@ -105,7 +105,7 @@ class LinearScheduler(nn.Module):
         self.i = int(i)
         value = self.current_value()
         if value is not None:
-            self.dropblock.drop_prob = value
+            setattr(self.dropblock, "drop_prob", value)  # noqa: B010
 
     def extra_repr(self) -> str:
         return f"start_value={self.start_value}, stop_value={self.stop_value}, nr_steps={self.nr_steps}, i={self.i}"

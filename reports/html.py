@@ -82,7 +82,7 @@ def _characterisation(impl: dict[str, Any]) -> dict[str, Any]:
 
 def _implementation(impl: dict[str, Any], index: int, with_plots: bool) -> dict[str, Any]:
     checks = impl.get("checks", [])
-    plots: list[dict[str, str]] = []
+    plots: list[dict[str, object]] = []
     if with_plots and checks:
         from .plots import implementation_plots
 

@@ -107,7 +107,7 @@ def position_profile_png(check: dict[str, Any]) -> str | None:
     shape = "x".join(str(s) for s in full_shape) + (" (middle slice shown)" if len(full_shape) > 2 else "")
     fig.suptitle(f"{_mpl(check_label(check))}: {check.get('verdict', '?')}\n{shape} map, block "
                  f"{details.get('block_size', '?')}, drop_prob {details.get('drop_prob', '?')}, n = {n} maps; {sub}",
-                 fontsize=9.5, color=COLORS.get(check.get("verdict"), "black"))
+                 fontsize=9.5, color=COLORS.get(str(check.get("verdict")), "black"))
     return _to_uri(fig)
 
 
@@ -122,7 +122,7 @@ def rate_curve_png(name: str, checks: list[dict[str, Any]]) -> str | None:
         obs = _series(d, "observed", len(x))
         if x.ndim != 1 or not len(x) or obs is None:
             continue
-        color = COLORS.get(c.get("verdict"), "black")
+        color = COLORS.get(str(c.get("verdict")), "black")
         lo, hi = _series(d, "ci_low", len(x)), _series(d, "ci_high", len(x))
         yerr = None if lo is None or hi is None else np.vstack([np.clip(obs - lo, 0, None), np.clip(hi - obs, 0, None)])
         ax.errorbar(x, obs, yerr=yerr, fmt=_MARKERS[i % len(_MARKERS)], color=color, capsize=3, ms=5,
@@ -156,7 +156,7 @@ def pair_profile_png(name: str, checks: list[dict[str, Any]]) -> str | None:
         if x.ndim != 1 or not len(x) or obs is None:
             continue
         tag = _mpl(_tag(c))
-        ax.plot(x, obs, _MARKERS[i % len(_MARKERS)], color=COLORS.get(c.get("verdict"), "black"), ms=5,
+        ax.plot(x, obs, _MARKERS[i % len(_MARKERS)], color=COLORS.get(str(c.get("verdict")), "black"), ms=5,
                 label=f"observed {tag}")
         exp = _series(d, "expected", len(x))
         if exp is not None:
@@ -188,7 +188,7 @@ def pvalue_png(name: str, checks: list[dict[str, Any]]) -> str | None:
     ys = np.arange(len(stat))[::-1]
     for y, c in zip(ys, stat):
         p = c["pvalue"]
-        color = COLORS.get(c.get("verdict"), "black")
+        color = COLORS.get(str(c.get("verdict")), "black")
         ax.hlines(y, max(p, floor), 1.0, color="#eeeeee", lw=6, zorder=1)
         if p < floor:
             ax.plot([floor], [y], "<", color=color, ms=8, zorder=3)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from dropblock import PRESETS
 from dropblock.functional import drop_block2d
-from verification.cli import main
+from verification.cli import UsageError, main
 from verification.runner import merge_runs
 
 MISBEHAVING = textwrap.dedent('''
@@ -136,7 +136,7 @@ def test_bad_cli_input_exits_2_with_one_line(argv, capsys):
 
 
 def test_debug_shows_the_traceback():
-    with pytest.raises(Exception):
+    with pytest.raises(UsageError, match="unknown profile"):
         main(["--debug", "run", "--impl", "reference", "--profile", "nope"])
 
 

@@ -71,7 +71,7 @@ def characterise(checks: list[dict[str, Any]], declared: str) -> dict[str, Any]:
         # laws indistinguishable at this configuration (e.g. paper vs torchvision at odd k) tie
         tied = [n for n, z in fits.items() if z <= best + 1e-9 or z <= max(best * 1.05, 4.0)]
 
-        def score(name: str) -> tuple[int, float]:
+        def score(name: str) -> tuple[int, float, bool]:
             prof = get_profile(name)
             mismatch = sum(inferred.get(f) not in (None, getattr(prof, f)) for f in ("sharing", "output_dtype"))
             return (mismatch, fits[name], name != declared)

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 SUBCOMMANDS = ("theory", "list", "run", "report", "plan", "merge")
 
@@ -19,8 +20,8 @@ class UsageError(Exception):
     """Bad user input: reported as one line, exit code 2."""
 
 
-def _available() -> dict[str, object]:
-    mods = {}
+def _available() -> dict[str, Any]:
+    mods: dict[str, Any] = {}
     for name in SUBCOMMANDS:
         try:
             mods[name] = importlib.import_module(f"verification.commands.{name.replace('-', '_')}_cmd")

@@ -14,6 +14,7 @@ The suite must accept :class:`PaperDense` under ``paper`` and reject every mutan
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -141,8 +142,8 @@ def _mutant(name: str, doc: str, **fault) -> type[_DenseDropBlock]:
 
 PaperDense = _mutant("PaperDense", "Correct: an independent dense implementation of the paper law (2D).")
 
-# name -> (class, fault description, declared profile, below the detection limit)
-_SPECS = [
+# name, fault description, Fault fields, declared profile, below the detection limit
+_SPECS: list[tuple[str, str, dict[str, Any], str, bool]] = [
     ("GammaX0_90", "gamma x 0.9", {"gamma_factor": 0.9}, "paper", False),
     ("GammaX1_10", "gamma x 1.1", {"gamma_factor": 1.1}, "paper", False),
     ("GammaX1_05", "gamma x 1.05 (at the detection limit)", {"gamma_factor": 1.05}, "paper", True),

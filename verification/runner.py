@@ -65,7 +65,7 @@ def _load(options: RunOptions):
     from .adapters import AdapterSpecError, AdapterUnavailable, available_adapters, load_adapter
 
     specs = options.impls or [name for name, _ in available_adapters()]
-    loaded = []
+    loaded: list[tuple[str, Any, str | None]] = []
     for spec in specs:
         try:
             loaded.append((spec, load_adapter(spec, profile=options.profile), None))
@@ -133,8 +133,8 @@ def execute(options: RunOptions, out_dir: str, *, command: str = "",
                 implementations.append(entry)
                 continue
             plan = _plan(adapter, spec, options)
-            report = progress(adapter.name, len(plan.checks)) if progress else None
-            results = run_checks(adapter, plan, sink=sink, progress=report)
+            on_result = progress(adapter.name, len(plan.checks)) if progress else None
+            results = run_checks(adapter, plan, sink=sink, progress=on_result)
             entry = implementation_entry({**adapter.info()}, spec, [r.to_dict() for r in results])
             sink.write({"kind": "implementation", **{k: v for k, v in entry.items() if k != "checks"}})
             implementations.append(entry)
@@ -155,7 +155,7 @@ def plan_shards(options: RunOptions, shards: int) -> list[dict[str, Any]]:
         if adapter is None:
             continue
         keys += [(spec, p.key) for p in _plan(adapter, spec, options).checks]
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for i in range(shards):
         select: dict[str, list[str]] = {}
         for spec, key in keys[i::shards]:
@@ -174,7 +174,10 @@ def merge_runs(dirs: list[str]) -> dict[str, Any]:
     RunSetupError
         A folder without ``results.jsonl``, or runs that disagree on suite version, base seed, alpha or budget.
     """
-    runs, checks_by_impl, info_by_impl, order = [], {}, {}, []
+    runs: list[tuple[str, dict[str, Any]]] = []
+    checks_by_impl: dict[str, list[dict[str, Any]]] = {}
+    info_by_impl: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
     for d in dirs:
         path = os.path.join(d, "results.jsonl")
         if not os.path.exists(path):

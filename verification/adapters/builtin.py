@@ -154,7 +154,7 @@ class TimmAdapter(Adapter):
     def setup_source(self) -> str:
         from pathlib import Path
 
-        layers = Path(self._drop.__file__).parent
+        layers = Path(str(self._drop.__file__)).parent
         load = peers.subpackage_module_source("drop", "_peer_timm_layers", layers, "drop")
         return (
             f"# timm.layers.drop loaded by path (import timm needs torchvision); with timm {self.version}\n"
@@ -201,7 +201,7 @@ class TimmLegacyAdapter(Adapter):
     def setup_source(self) -> str:
         from pathlib import Path
 
-        layers = Path(self._drop.__file__).parent
+        layers = Path(str(self._drop.__file__)).parent
         load = peers.subpackage_module_source("drop", peers.TIMM_LEGACY.private_name, layers, "drop")
         call = ("drop.drop_block_fast_2d(x, drop_prob, block_size)" if self._fast
                 else "drop.drop_block_2d(x, drop_prob, block_size, batchwise=False)")
@@ -244,7 +244,7 @@ class OriginalAdapter(Adapter):
     def setup_source(self) -> str:
         from pathlib import Path
 
-        pkg_dir = Path(self._pkg.__file__).parent
+        pkg_dir = Path(str(self._pkg.__file__)).parent
         load = peers.package_source("original", peers.ORIGINAL.private_name, pkg_dir)
         return (
             f"# dropblock {self.version} from its isolated install (its import name clashes with this\n"

@@ -110,7 +110,7 @@ def _single_text(s: theory.TheorySummary) -> str:
 def _table_text(sizes: tuple[int, ...], k: int, p: float, rows: list[tuple[str, Any]]) -> str:
     head = f"map {_fmt_size(sizes)}, block_size {k}, drop_prob {p:g}"
     cols = ("profile", "seeds", "sharing", "block", "gamma", "exact gamma", "E[drop]", "sd/map", "realised/p")
-    table = [cols]
+    table: list[tuple[str, ...]] = [cols]
     for name, s in rows:
         if isinstance(s, str):
             table.append((name, f"rejected: {s}"))

@@ -150,7 +150,8 @@ class EnumerationLaw(MarginalLaw):
             cand = np.concatenate([states, states | blocks[s]])
             cand_p = np.concatenate([probs * q, probs * g])
             states, inverse = np.unique(cand, axis=0, return_inverse=True)
-            probs = np.bincount(inverse.reshape(-1), weights=cand_p, minlength=len(states))
+            probs = np.asarray(np.bincount(inverse.reshape(-1), weights=cand_p, minlength=len(states)),
+                               dtype=np.float64)
             if len(states) > max_masks:
                 raise ValueError(
                     f"the mask law of a {'x'.join(map(str, self.sizes))} map with {len(blocks)} seed "
