@@ -44,6 +44,36 @@ def tests(session: nox.Session, torch: str) -> None:
 
 
 @nox.session
+def verify(session: nox.Session) -> None:
+    """The main job: install the package and the peers, run the suite on the reference and every peer.
+
+    Writes reports/latest/ (report.json, results.jsonl, report.md, report.html, junit.xml, pip-freeze.txt).
+    Extra arguments go to ``dropblock-verify run`` (e.g. ``-- --impl reference --budget smoke``). A peer that
+    does not conform is a finding, not a session failure (exit status 1 is accepted).
+    """
+    _install(session, TORCH_PEERS, "reports", peers=True)
+    session.run("dropblock-verify", "list")
+    args = list(session.posargs) or ["--budget", "standard"]
+    session.run("dropblock-verify", "run", "--out", "reports/latest", *args, success_codes=[0, 1])
+
+
+@nox.session
+def property(session: nox.Session) -> None:
+    """Hypothesis property suite against an implementation (default: the reference under every preset).
+
+    ``nox -s property -- --dropblock-impl torchvision`` targets a peer (installed in this session).
+    """
+    _install(session, TORCH_PEERS, "dev", peers=True)
+    if session.posargs:
+        session.run("pytest", "-p", "no:cacheprovider", "--pyargs", "property_tests", "-n", "2",
+                    "--hypothesis-profile", "ci", *session.posargs)
+        return
+    for preset in ("paper", "torchvision", "timm", "timm_legacy", "original"):
+        session.run("pytest", "-p", "no:cacheprovider", "--pyargs", "property_tests", "-n", "2",
+                    "--hypothesis-profile", "ci", "--dropblock-impl", f"reference:{preset}")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the whole repository."""
     session.install("ruff>=0.6")
