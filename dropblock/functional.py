@@ -5,7 +5,10 @@ Algorithm (Ghiasi, Lin & Le 2018, Algorithm 1, with the profile's choices):
 1. ``gamma`` from ``drop_prob`` by the profile's rule (:func:`dropblock.law.resolve_gamma`).
 2. Seeds i.i.d. Bernoulli(gamma) on the seed region of every independent mask (one per (sample, channel),
    per sample, or one per batch), drawn exactly by geometric gaps so that only fired seeds cost work.
-3. Each fired seed drops its block; the union is the block mask (kept in a compact bool tensor).
+3. Each fired seed drops its block; the union is the block mask. It is never materialised at full size:
+   the blocks are painted straight into the output through strided views (or, for masks that broadcast
+   over channels or over whole maps, cleared by one broadcast pass over the output), and the dropped units
+   are counted exactly from the blocks (see :mod:`dropblock._sampling`).
 4. ``out = x * scale`` with ``scale = numel(mask) / (count_kept(mask) + eps)`` (``normalize="global"``),
    computed from int64 counts in float64; then the dropped units of ``out`` are set to zero.
 
@@ -20,7 +23,7 @@ import numbers
 
 import torch
 
-from ._sampling import paint_blocks, sample_seeds
+from ._sampling import _draw_positions, plan_blocks
 from .law import map_geometry, resolve_gamma
 from .profiles import Profile, get_profile
 
@@ -90,37 +93,6 @@ def _is_dense(t: torch.Tensor) -> bool:
     return True
 
 
-def _output_offsets(
-    units: torch.Tensor, mask: torch.Tensor, out: torch.Tensor, sharing: str, n_units: int
-) -> torch.Tensor:
-    """Storage offsets (relative to ``out``'s first element) of every dropped unit of ``out``."""
-    n, c = out.shape[0], out.shape[1]
-    spatial = out.shape[2:]
-    if sharing == "none" and out.is_contiguous():
-        return units.reshape(-1)
-    if sharing == "none":
-        flat = units.reshape(-1)
-    else:
-        flat = mask.nonzero().squeeze(1)
-    m = torch.div(flat, n_units, rounding_mode="floor")
-    rest = flat - m * n_units
-    sp_off = torch.zeros_like(rest)
-    for size, stride in zip(reversed(spatial), reversed(out.stride()[2:])):
-        q = torch.div(rest, size, rounding_mode="floor")
-        sp_off += (rest - q * size) * stride
-        rest = q
-    s0, s1 = out.stride(0), out.stride(1)
-    device = out.device
-    if sharing == "none":
-        nn_, cc = torch.div(m, c, rounding_mode="floor"), torch.remainder(m, c)
-        return nn_ * s0 + cc * s1 + sp_off
-    channels = torch.arange(c, dtype=torch.int64, device=device) * s1
-    if sharing == "channel":
-        return ((m * s0 + sp_off).unsqueeze(1) + channels).reshape(-1)
-    batch = torch.arange(n, dtype=torch.int64, device=device) * s0
-    return (sp_off.unsqueeze(1) + (batch.unsqueeze(1) + channels).reshape(-1)).reshape(-1)
-
-
 def _new_output(x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised output with ``x``'s layout when that layout is dense, else contiguous."""
     out = torch.empty_like(x, dtype=out_dtype)
@@ -129,48 +101,26 @@ def _new_output(x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
     return out
 
 
-def _apply(x: torch.Tensor, scale: float, offsets: torch.Tensor | None, out_dtype: torch.dtype,
-           inplace: bool) -> torch.Tensor:
-    """``x * scale`` with the units at ``offsets`` set to zero (no autograd bookkeeping)."""
-    if inplace and _is_dense(x):
-        out = x.mul_(scale) if scale != 1.0 else x
-    else:
-        out = _new_output(x, out_dtype)
-        if out_dtype != x.dtype:
-            out.copy_(x)
-            if scale != 1.0:
-                out.mul_(scale)
-        else:
-            torch.mul(x, scale, out=out)
-    if offsets is not None and offsets.numel():
-        flat = out.as_strided((out.numel(),), (1,))
-        flat.index_fill_(0, offsets, 0)
-    if inplace and out is not x:
-        x.copy_(out)
-        return x
-    return out
-
-
 class _DropBlockFunction(torch.autograd.Function):
-    """Autograd wrapper: gradient is ``grad * keep * scale`` (saves only the compact bool mask)."""
+    """Autograd wrapper: gradient is ``grad * keep * scale`` (saves only the compact block plan)."""
 
     @staticmethod
-    def forward(ctx, x, scale, offsets, keep_view, out_dtype, inplace):  # type: ignore[override]
+    def forward(ctx, x, scale, plan, out_box, inplace):  # type: ignore[override]
         ctx.scale = scale
         ctx.in_dtype = x.dtype
-        ctx.save_for_backward(keep_view)
-        out = _apply(x, scale, offsets, out_dtype, inplace)
+        ctx.plan = plan
+        out = plan.apply_(x, scale, x if inplace else out_box.pop())
         if inplace:
             ctx.mark_dirty(x)
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        (dropped,) = ctx.saved_tensors
-        grad_in = grad * ctx.scale if ctx.scale != 1.0 else grad.clone()
-        if dropped.numel():
-            grad_in = grad_in.masked_fill_(dropped, 0)
-        return grad_in.to(ctx.in_dtype), None, None, None, None, None
+        grad_in = torch.empty_like(grad)
+        if not _is_dense(grad_in):
+            grad_in = torch.empty_like(grad, memory_format=torch.contiguous_format)
+        ctx.plan.apply_(grad, ctx.scale, grad_in)
+        return grad_in.to(ctx.in_dtype), None, None, None, None
 
 
 def drop_block(
@@ -244,37 +194,26 @@ def drop_block(
     sizes = tuple(int(s) for s in x.shape[2:])
     geometry = map_geometry(sizes, k, prof)
     gamma = resolve_gamma(geometry, p, prof)
+    # The output is allocated before the sampler's temporaries, so that it can reuse the memory of a freed
+    # tensor of the same size rather than fresh pages.
+    out = None if inplace else _new_output(x, out_dtype)
     n_masks = {"none": n * c, "channel": n, "batch": 1}[prof.sharing]
-    seeds = sample_seeds(n_masks * geometry.n_seed_positions, gamma, device=x.device, generator=generator)
-
-    mask_len = n_masks * geometry.n_units
-    if seeds.numel():
-        units = paint_blocks(seeds, geometry)
-        mask = torch.zeros(mask_len, dtype=torch.bool, device=x.device)
-        mask.index_fill_(0, units.reshape(-1), True)
-        n_dropped = int(mask.sum())
-    else:
-        units = mask = None
-        n_dropped = 0
+    seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)
+    plan = plan_blocks(seeds, geometry, prof.sharing, n, c)
+    del seeds
 
     scale = 1.0
     if prof.normalize == "global":
-        kept = mask_len - n_dropped
+        mask_len = n_masks * geometry.n_units
+        kept = mask_len - plan.n_dropped
         denom = kept + prof.eps
         scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
         if not math.isfinite(scale):
             scale = 0.0
 
-    offsets = None
-    if mask is not None:
-        probe = x if inplace and _is_dense(x) else _new_output(x, out_dtype)
-        offsets = _output_offsets(units, mask, probe, prof.sharing, geometry.n_units)
-
     if x.requires_grad and torch.is_grad_enabled():
-        view_shape = {"none": (n, c), "channel": (n, 1), "batch": (1, 1)}[prof.sharing] + sizes
-        dropped_view = mask.view(view_shape) if mask is not None else torch.zeros(0, dtype=torch.bool)
-        return _DropBlockFunction.apply(x, scale, offsets, dropped_view, out_dtype, inplace)
-    return _apply(x, scale, offsets, out_dtype, inplace)
+        return _DropBlockFunction.apply(x, scale, plan, [out], inplace)
+    return plan.apply_(x, scale, x if inplace else out)
 
 
 def drop_block2d(
