@@ -153,11 +153,12 @@ def finish(report: dict, out: str) -> int:
     """Write report.json and the rendered reports, print the summary; return the exit status."""
     write_report(report, out)
     try:
-        import reports
-    except ImportError:  # the renderers are optional
-        reports = None  # type: ignore[assignment]
-    if reports is not None:
-        reports.render_all(report, out)
+        from reports import render_all
+    except ImportError:  # the renderers are optional (extra "reports")
+        print("dropblock-verify: report.md/html/junit.xml not rendered (install the 'reports' extra)",
+              file=sys.stderr)
+    else:
+        render_all(report, out)
     print_summary(report["implementations"])
     ran = [i for i in report["implementations"] if i["verdict"] != "skipped"]
     if not ran:
