@@ -287,13 +287,15 @@ def test_cuda_draws_on_device_from_the_generator_and_matches_the_slow_constructi
 def test_chunked_product_and_zeroing_equal_the_slow_construction(monkeypatch, layout):
     """Large tensors are scaled and zeroed a few samples at a time, crowded maps are counted a few at a time,
     and large geometries compute border offsets per call; force those paths on small inputs."""
-    import dropblock._sampling as sampling
+    # Patched where they are read: the chunk sizes and pair overlaps in _plan, the rest in _paint.
+    import dropblock._paint as paint
+    import dropblock._plan as plan
 
-    monkeypatch.setattr(sampling, "_CHUNK_BYTES", 1)  # one sample per chunk
-    monkeypatch.setattr(sampling, "_CHUNK_FROM_BYTES", 0)
-    monkeypatch.setattr(sampling, "_COUNT_CHUNK_BYTES", 1)  # crowded maps counted one at a time
-    monkeypatch.setattr(sampling, "_border_units", lambda *args: None)  # border offsets without the table
-    monkeypatch.setattr(sampling, "_pair_overlaps", lambda *args: None)  # pair overlaps without the table
+    monkeypatch.setattr(plan, "_CHUNK_BYTES", 1)  # one sample per chunk
+    monkeypatch.setattr(plan, "_CHUNK_FROM_BYTES", 0)
+    monkeypatch.setattr(paint, "_COUNT_CHUNK_BYTES", 1)  # crowded maps counted one at a time
+    monkeypatch.setattr(paint, "_border_units", lambda *args: None)  # border offsets without the table
+    monkeypatch.setattr(plan, "_pair_overlaps", lambda *args: None)  # pair overlaps without the table
     customs = [PRESETS["paper"].replace(seed_region="all", name="all_none"),
                PRESETS["timm"].replace(sharing="batch", name="timm_batch")]
     for profile in PRESET_NAMES + customs:

@@ -61,6 +61,8 @@ def plan_checks(adapter, *, devices: Iterable[str], dtypes: Iterable[str], alpha
                     continue
                 if check.dtypes is not None and dtype not in check.dtypes:
                     continue
+                if check.devices is not None and device not in check.devices:
+                    continue
                 for dims in check.dims:
                     if dims not in caps.dims:
                         continue

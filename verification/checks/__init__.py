@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import deterministic as _d
+from . import devices as _v
 from . import law_checks as _l
 from . import statistical as _s
 from .base import BUDGETS, Context
@@ -26,6 +27,7 @@ class CheckSpec:
     weight: float = 0.0
     dtypes: tuple[str, ...] | None = None
     dims: tuple[int, ...] = (2,)
+    devices: tuple[str, ...] | None = None
 
     @property
     def statistical(self) -> bool:
@@ -44,6 +46,7 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T0.opening", _d.check_opening, dims=(2, 3)),
     CheckSpec("T0.determinism", _d.check_determinism, dtypes=_FP32),
     CheckSpec("T0.not_mutated", _d.check_not_mutated, dtypes=_FP32),
+    CheckSpec("T0.memory", _v.check_memory_leak, dtypes=_FP32, devices=("cuda",)),
     CheckSpec("P.half_overflow", _d.check_half_overflow, dtypes=_HALF),
     CheckSpec("P.all_dropped", _d.check_all_dropped, dtypes=("float32",) + _HALF),
     CheckSpec("T1.lattice_rate", _s.check_lattice_rate, weight=2.0, dims=(2, 3)),
@@ -57,4 +60,5 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T5.seed_layer_k1", _s.check_seed_layer, weight=1.0, dtypes=_FP32),
     CheckSpec("T6.tiny_mask_law", _l.check_tiny_mask_law, weight=2.0, dtypes=_FP32),
     CheckSpec("T7.count_distribution", _s.check_count_distribution, weight=1.0, dtypes=_FP32),
+    CheckSpec("T7.cpu_vs_cuda", _v.check_cpu_vs_cuda, weight=1.0, dtypes=_FP32, devices=("cuda",)),
 )
