@@ -2,7 +2,8 @@
 
 No new samples are drawn. The per-position drop rates of T2 (``m`` maps, non-square map) are compared with
 the exact per-position law of every preset (and its ``+exact`` variant) at the same configuration; the
-sharing mode comes from T4's co-drop rates; the output dtype from T0's half-precision contract check.
+sharing mode comes from T4's co-drop rates; the output dtype from T0's half-precision contract check; the even
+block alignment (seed top-left or bottom-right of the centre) from T2.even_block under the `all` seed region.
 The closest profile is the preset whose per-position law fits best (smallest maximal standardised
 deviation), ties broken by matching sharing and output dtype. This is a description, not a test: the
 verdict is always given against the declared profile.
@@ -31,6 +32,26 @@ def position_law(spatial: tuple[int, ...], block_size: int, drop_prob: float, pr
 def _max_z(observed: np.ndarray, expected: np.ndarray, m: int) -> float:
     var = np.maximum(expected * (1 - expected) / m, 1.0 / (m * m))
     return float(np.max(np.abs(observed - expected) / np.sqrt(var)))
+
+
+def _even_alignment(checks: list[dict[str, Any]], law) -> str | None:
+    """Seed corner for even blocks, from T2.even_block's per-position rates (``all`` seed region only:
+    under ``valid`` the corner does not change the law)."""
+    t2e = next((c for c in checks if c["id"] == "T2.even_block" and c["verdict"] in ("pass", "fail")
+                and c.get("details", {}).get("observed") is not None), None)
+    if t2e is None or law.seed_region != "all":
+        return None
+    d = t2e["details"]
+    observed = np.asarray(d["observed"], dtype=float)
+    fits = {}
+    for corner in ("top_left", "bottom_right"):
+        try:
+            expected = position_law(observed.shape, d.get("block_size", 4), d.get("drop_prob", 0.1),
+                                    law.replace(even_policy=corner))
+        except ValueError:
+            continue
+        fits[corner] = _max_z(observed, expected, int(t2e["n"]))
+    return min(fits, key=fits.__getitem__) if fits else None
 
 
 def characterise(checks: list[dict[str, Any]], declared: str) -> dict[str, Any]:
@@ -80,6 +101,9 @@ def characterise(checks: list[dict[str, Any]], declared: str) -> dict[str, Any]:
         law = get_profile(closest)
         inferred.setdefault("seed_region", law.seed_region)
         inferred.setdefault("gamma_rule", law.gamma_rule)
+        even = _even_alignment(checks, law)
+        if even is not None:
+            inferred["even_policy"] = even
     paper = PRESETS["paper"]
     deviations = [f"{k}={v!r} (paper: {getattr(paper, k)!r})" for k, v in inferred.items()
                   if getattr(paper, k, v) != v]
