@@ -127,6 +127,9 @@ def test_process_crash_keeps_collected_results(misbehaving, tmp_path):
         ["run", "--impl", "reference", "--dtype", "int8"],
         ["run", "--impl", "reference", "--alpha", "2"],
         ["run", "--impl", "reference", "--out", "/proc/forbidden"],
+        ["run", "--impl", "reference", "--checks", "T9"],
+        pytest.param(["run", "--impl", "reference", "--device", "cuda"],
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")),
     ],
 )
 def test_bad_cli_input_exits_2_with_one_line(argv, capsys):

@@ -78,7 +78,8 @@ class Context:
             f"torch.manual_seed({s})\n"
             f"x = torch.ones({tuple(shape)}, dtype=torch.{self.dtype}, device={self.device!r})\n"
             f"out = impl(x, {p!r}, {k!r})\n"
-            "print((out == 0).float().mean(), out.unique()[:5])\n"
+            "print('dropped', (out == 0).float().mean().item(), 'NaN', out.isnan().sum().item(),\n"
+            "      'values', out.unique()[:5])\n"
         )
 
 

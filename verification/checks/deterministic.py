@@ -268,7 +268,8 @@ def check_half_overflow(adapter, ctx: Context) -> CheckResult:
     if batch.n_nan or batch.n_inf or kept < 0.5:
         return make_result("P.half_overflow", ctx, "fail",
                            f"{ctx.dtype} ones(8, 64, 14, 14), p=0.1, k=3: {kept:.1%} of units non-zero, "
-                           f"{batch.n_nan} NaN, {batch.n_inf} inf (the normalising sum overflows?)")
+                           f"{batch.n_nan} NaN, {batch.n_inf} inf (the normalising sum overflows?)",
+                           reproduction=ctx.reproduction((8, 64, 14, 14), drop_prob=0.1, block_size=3))
     return make_result("P.half_overflow", ctx, "pass", f"{kept:.1%} of units kept, all finite")
 
 
@@ -283,6 +284,7 @@ def check_all_dropped(adapter, ctx: Context) -> CheckResult:
         return failure_result("P.all_dropped", ctx, exc)
     if batch.n_nan or batch.n_inf:
         return make_result("P.all_dropped", ctx, "fail",
-                           f"{batch.n_nan} NaN and {batch.n_inf} inf values when (nearly) everything drops "
-                           f"({ctx.dtype}, p=1, k=1)")
+                           f"{batch.n_nan} NaN and {batch.n_inf} inf values when everything drops "
+                           f"({ctx.dtype}, p=1, k=1)",
+                           reproduction=ctx.reproduction(shape, drop_prob=1.0, block_size=1))
     return make_result("P.all_dropped", ctx, "pass", "zeros, no NaN, when everything drops")

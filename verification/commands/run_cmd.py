@@ -62,8 +62,10 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         if d not in DEVICES:
             raise UsageError(f"unknown device {d!r}; use cpu and/or cuda")
     if "cuda" in devices and not torch.cuda.is_available():
-        print("dropblock-verify: no CUDA device found; cuda checks are skipped", file=sys.stderr)
-        devices = [d for d in devices if d != "cuda"] or ["cpu"]
+        if devices == ["cuda"]:
+            raise UsageError("--device cuda was asked for but no CUDA device is found")
+        print("dropblock-verify: no CUDA device found; the cuda checks are not run", file=sys.stderr)
+        devices = [d for d in devices if d != "cuda"]
     dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
     for d in dtypes:
         if d not in DTYPES:
@@ -75,9 +77,17 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
             get_profile(args.profile)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
+    if checks:
+        from ..checks import SUITE
+
+        known = {c.id for c in SUITE} | {c.id.split(".")[0] for c in SUITE}
+        unknown = [c for c in checks if c not in known]
+        if unknown:
+            raise UsageError(f"unknown check id or family {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(known))}")
     return RunOptions(impls=list(args.impl or []), profile=args.profile, devices=devices, dtypes=dtypes,
-                      budget=args.budget, alpha=args.alpha, seed=args.seed,
-                      checks=args.checks.split(",") if args.checks else None, timeout=args.timeout)
+                      budget=args.budget, alpha=args.alpha, seed=args.seed, checks=checks, timeout=args.timeout)
 
 
 def _check_out(out: str) -> None:
@@ -197,4 +207,6 @@ def print_summary(implementations) -> None:
             print(f"    deviations from paper: {', '.join(devs)}")
         for c in impl["checks"]:
             if c["verdict"] in ("fail", "error"):
-                print(f"    {c['verdict']:<5} {c['id']} [{c['device']},{c['dtype']}] {c['message'][:100]}")
+                dims = c.get("details", {}).get("dims", 2)
+                where = f"{c['device']},{c['dtype']}" + (",3d" if dims == 3 else "")
+                print(f"    {c['verdict']:<5} {c['id']} [{where}] {c['message']}")
