@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from verification.results import verdict_of
+
 __all__ = [
     "CHECK_VERDICTS", "IMPL_VERDICTS", "check_counts", "check_label", "family_sort_key", "families", "matrix",
     "failing_checks", "mde_table", "summary", "run_rows", "implementation_verdict", "fmt_num", "fmt_p",
@@ -24,17 +26,8 @@ _DTYPE_ORDER = ("float32", "float64", "float16", "bfloat16")
 
 
 def implementation_verdict(checks: Iterable[dict[str, Any]]) -> str:
-    """Verdict of an implementation from its checks (the rule of the run engine)."""
-    verdicts = {c.get("verdict") for c in checks}
-    if not verdicts:
-        return "skipped"
-    if verdicts <= {"pass", "skip"}:
-        return "conforms" if "pass" in verdicts else "skipped"
-    if "fail" in verdicts:
-        return "does-not-conform"
-    if verdicts <= {"error", "skip"}:
-        return "error"
-    return "does-not-conform"
+    """Verdict of an implementation from its checks (the engine's rule, :func:`verification.results.verdict_of`)."""
+    return verdict_of(str(c.get("verdict")) for c in checks)
 
 
 def check_counts(checks: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -159,6 +152,8 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     ran = [i for i in impls if i.get("verdict") != "skipped"]
     overall = ("conforms" if ran and all(i.get("verdict") == "conforms" for i in ran)
                else "skipped" if not ran else "does-not-conform")
+    if report.get("partial") and overall == "conforms":
+        overall = "error"  # an interrupted run is never a pass
     return {"implementations": len(impls), "verdicts": verdicts, "checks": checks,
             "total_checks": sum(checks.values()), "overall": overall, "partial": bool(report.get("partial"))}
 

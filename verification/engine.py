@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .checks import SUITE, CheckSpec, Context
-from .results import CheckResult
+from .results import CheckResult, verdict_of
 
 __all__ = ["Plan", "PlannedCheck", "plan_checks", "run_checks", "implementation_verdict", "ResultSink"]
 
@@ -125,14 +125,5 @@ def run_checks(adapter, plan: Plan, *, sink: ResultSink | None = None,
 
 
 def implementation_verdict(results: list[CheckResult]) -> str:
-    """``conforms`` when every check passed or was skipped; ``error`` when nothing ran cleanly."""
-    if not results:
-        return "skipped"
-    verdicts = {r.verdict for r in results}
-    if verdicts <= {"pass", "skip"}:
-        return "conforms" if "pass" in verdicts else "skipped"
-    if "fail" in verdicts:
-        return "does-not-conform"
-    if verdicts <= {"error", "skip"}:
-        return "error"
-    return "does-not-conform"
+    """Verdict of an implementation from its results (:func:`~verification.results.verdict_of`)."""
+    return verdict_of(r.verdict for r in results)

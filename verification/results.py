@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["CheckResult", "Verdict", "derive_seed", "finite_or_none"]
+__all__ = ["CheckResult", "Verdict", "derive_seed", "finite_or_none", "verdict_of"]
 
 Verdict = Literal["pass", "fail", "error", "skip"]
 
@@ -94,3 +95,21 @@ class CheckResult:
         if kw.get("ci") is not None:
             kw["ci"] = tuple(kw["ci"])
         return cls(**kw)
+
+
+def verdict_of(check_verdicts: Iterable[str]) -> str:
+    """Verdict of an implementation from its checks' verdicts.
+
+    ``conforms`` when every check passed or was skipped (and one passed), ``skipped`` when nothing ran,
+    ``error`` when checks only errored or were skipped, else ``does-not-conform``.
+    """
+    verdicts = set(check_verdicts)
+    if not verdicts:
+        return "skipped"
+    if verdicts <= {"pass", "skip"}:
+        return "conforms" if "pass" in verdicts else "skipped"
+    if "fail" in verdicts:
+        return "does-not-conform"
+    if verdicts <= {"error", "skip"}:
+        return "error"
+    return "does-not-conform"
