@@ -39,6 +39,8 @@ class _Seeds:
         self.geometry = geometry
         self.tables = tables
         self.count = int(maps.numel())
+        self.inner: tuple[torch.Tensor, torch.Tensor | None] | None
+        self.border: tuple[torch.Tensor, torch.Tensor] | None
         if not tables.clipping:
             self.inner = (maps, positions)
             self.border = None
@@ -47,6 +49,7 @@ class _Seeds:
             self.border = (maps, positions if positions is not None else torch.zeros_like(maps))
         else:
             pos = positions if positions is not None else torch.zeros_like(maps)
+            assert tables.interior is not None  # built whenever blocks are clipped
             inside = tables.interior[pos]
             i_in = inside.nonzero().squeeze(1)
             i_out = (~inside).nonzero().squeeze(1)
@@ -60,7 +63,9 @@ class _Seeds:
         if not self.tables.clipping:
             return self.count * full
         inner = int(self.inner[0].numel()) * full if self.inner is not None else 0
-        border = int(self.tables.area[self.border[1]].sum()) if self.border is not None else 0
+        area = self.tables.area
+        assert area is not None  # built whenever blocks are clipped
+        border = int(area[self.border[1]].sum()) if self.border is not None else 0
         return inner + border
 
     def offsets(self, shape: tuple[int, ...], strides: tuple[int, ...], device: torch.device) -> tuple:
@@ -151,7 +156,7 @@ class _Seeds:
         # chunk c paints the rows of maps c * per .. (c + 1) * per - 1, shifted down by c * per maps.
         starts = list(range(0, n_maps, per)) + [n_maps]
         edges = torch.tensor(starts, dtype=torch.int64, device=device)
-        cuts = [torch.searchsorted(job.keys, edges).tolist() for job in jobs]
+        cuts = [torch.searchsorted(job.sorted_keys(), edges).tolist() for job in jobs]
         total = torch.zeros((), dtype=torch.int64, device=device)
         for c, first in enumerate(starts[:-1]):
             buffer.zero_()
@@ -174,6 +179,12 @@ class _FillJob:
                  keys: torch.Tensor | None) -> None:
         self.size, self.stride, self.offset = size, stride, offset
         self.index, self.keys = index, keys
+
+    def sorted_keys(self) -> torch.Tensor:
+        """The map index of each item (increasing); only jobs built for chunked painting carry them."""
+        if self.keys is None:
+            raise RuntimeError("this fill job was built without map keys")
+        return self.keys
 
     def run(self, t: torch.Tensor, value: float | bool, rows: tuple[int, int] | None = None,
             index: torch.Tensor | None = None) -> None:

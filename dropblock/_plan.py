@@ -69,6 +69,7 @@ class BlockPlan:
         itype = _INT_VIEW[t.element_size()]
         key = (itype, t.device)
         if key not in self._bits:
+            assert self._dropped is not None
             self._bits[key] = self._dropped.to(device=t.device, dtype=itype).sub_(1)  # True -> 0, False -> -1
         return self._bits[key]
 
@@ -79,6 +80,7 @@ class BlockPlan:
         if self._dropped is not None:
             t.view(_INT_VIEW[t.element_size()]).bitwise_and_(self._keep_bits(t))
         else:
+            assert self._seeds is not None  # a non-empty plan holds seeds or a mask
             for job in self._seeds.jobs(t):
                 job.run(t, 0)
         return t
@@ -96,7 +98,7 @@ class BlockPlan:
         if self.empty:
             _scale_into(src, scale, out)
             return out
-        split = self._seeds is not None or self._dropped.shape[0] == n
+        split = self._seeds is not None or (self._dropped is not None and self._dropped.shape[0] == n)
         if (not split or n <= chunk or nbytes < _CHUNK_FROM_BYTES
                 or not (_outermost(src) and _outermost(out))):
             _scale_into(src, scale, out)
@@ -111,9 +113,10 @@ class BlockPlan:
                 _scale_into(part, scale, dest)
                 dest.view(itype).bitwise_and_(bits[i0:i1])
             return out
+        assert self._seeds is not None
         jobs = self._seeds.jobs(out)
         edges = torch.tensor([i * self._channels for i in starts], dtype=torch.int64, device=out.device)
-        cuts = [torch.searchsorted(job.keys, edges).tolist() for job in jobs]
+        cuts = [torch.searchsorted(job.sorted_keys(), edges).tolist() for job in jobs]
         for c, (i0, i1) in enumerate(zip(starts[:-1], starts[1:])):
             part = src[i0:i1]
             _scale_into(part, scale, part if out is src else out[i0:i1])
@@ -186,6 +189,7 @@ def plan_blocks(seeds: torch.Tensor, geometry: MapGeometry, sharing: str, batch:
         return BlockPlan(int(maps.numel()) * geometry.n_units, dropped=dropped.view(batch, channels, *ones),
                          channels=channels)
 
+    assert positions is not None  # per_map > 1 here
     painted = _Seeds(maps, positions, geometry, tables)
     n_dropped = painted.area()
     if maps.numel() > 1:

@@ -213,7 +213,7 @@ def drop_block(
 
     if x.requires_grad and torch.is_grad_enabled():
         return _DropBlockFunction.apply(x, scale, plan, [out], inplace)
-    return plan.apply_(x, scale, x if inplace else out)
+    return plan.apply_(x, scale, x if out is None else out)
 
 
 def drop_block2d(
