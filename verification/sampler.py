@@ -170,24 +170,38 @@ def draw_masks(
     CallFailure
         As :func:`call_guarded`.
     """
-    masks, lo, hi = [], [], []
+    lo: list[float] = []
+    hi: list[float] = []
     n_nan = n_inf = 0
     out_dtype = DTYPES[dtype]
+    keep_all = torch.empty((n_batches * shape[0], *shape[1:]), dtype=torch.bool)
     for i in range(n_batches):
-        x = torch.ones(shape, dtype=DTYPES[dtype], device=device)
+        x = torch.ones(shape, dtype=DTYPES[dtype], device=device)  # fresh: the implementation may mutate it
         with seeded(derive_seed(seed, "batch", i), device):
             out = call_guarded(adapter, x, drop_prob, block_size, timeout=timeout)
         out_dtype = out.dtype
         vals = out.detach()
-        nan = torch.isnan(vals)
-        n_nan += int(nan.sum())
-        n_inf += int(torch.isinf(vals).sum())
-        keep = (vals != 0) & ~nan
-        kept = vals[keep]
-        lo.append(float(kept.min()) if kept.numel() else math.nan)
-        hi.append(float(kept.max()) if kept.numel() else math.nan)
-        masks.append(keep.cpu())
-    return MaskBatch(keep=torch.cat(masks), scale_min=lo, scale_max=hi, n_nan=n_nan, n_inf=n_inf,
+        keep = vals != 0
+        # a finite float32 sum rules out NaN and inf cheaply; otherwise count them exactly
+        if not math.isfinite(float(torch.sum(vals, dtype=torch.float32))):
+            nan = torch.isnan(vals)
+            n_nan += int(nan.sum())
+            n_inf += int(torch.isinf(vals).sum())
+            keep &= ~nan
+        n_kept = int(torch.count_nonzero(keep))
+        if n_kept == 0:
+            lo.append(math.nan)
+            hi.append(math.nan)
+        else:
+            top = vals.masked_fill(~keep, -math.inf).max() if n_nan else vals.max()
+            # the usual case, one value for every kept unit, costs one comparison
+            if int(torch.count_nonzero(vals == top)) == n_kept:
+                lo.append(float(top))
+            else:
+                lo.append(float(vals.masked_fill(~keep, math.inf).min()))
+            hi.append(float(top))
+        keep_all[i * shape[0]:(i + 1) * shape[0]] = keep.cpu()
+    return MaskBatch(keep=keep_all, scale_min=lo, scale_max=hi, n_nan=n_nan, n_inf=n_inf,
                      calls=n_batches, out_dtype=out_dtype)
 
 
