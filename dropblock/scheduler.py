@@ -48,7 +48,8 @@ class LinearScheduler(nn.Module):
     start_value, stop_value : float
         Drop probabilities in [0, 1].
     nr_steps : int or integral float
-        Number of values in the ramp (>= 1); ``5e3`` is accepted.
+        Number of values in the ramp (>= 1); ``5e3`` is accepted. As in 0.3.0 the values are
+        ``linspace(start_value, stop_value, nr_steps)``, so ``nr_steps=1`` holds ``start_value``.
 
     Raises
     ------
