@@ -163,3 +163,17 @@ def test_result_round_trip():
     d = r.to_dict()
     assert d["pvalue"] is None and d["family"] == "T1"
     assert CheckResult.from_dict(d).ci == (0.9, 1.1)
+
+
+def test_undeclared_dtypes_are_reported_as_not_run(tmp_path):
+    from verification.adapters import Capabilities
+    from verification.runner import RunOptions, execute
+
+    adapter = load_adapter("verification.mutants:paper_dense", capabilities=Capabilities(dtypes=("float32",)))
+    plan = plan_checks(adapter, devices=["cpu"], dtypes=["float32", "float16"], alpha=1e-3, budget="smoke",
+                       base_seed=0, timeout=60, spec="x", only=["T0"])
+    assert plan.skipped == [("*[cpu,float16]", f"{adapter.name} does not take float16")]
+    assert {p.ctx.dtype for p in plan.checks} == {"float32"}
+    report = execute(RunOptions(impls=["verification.mutants:paper_dense"], dtypes=["float32", "float64"],
+                                budget="smoke", checks=["T0"]), str(tmp_path))
+    assert "not_run" not in report["implementations"][0]

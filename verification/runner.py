@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -105,12 +104,20 @@ def run_info(options: RunOptions, command: str) -> dict[str, Any]:
     }
 
 
-def implementation_entry(info: dict[str, Any], spec: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
-    """The report entry of one implementation from its adapter info and check dicts."""
+def implementation_entry(info: dict[str, Any], spec: str, checks: list[dict[str, Any]],
+                         not_run: list[str] | None = None) -> dict[str, Any]:
+    """The report entry of one implementation from its adapter info and check dicts.
+
+    ``not_run`` lists the requested devices and dtypes the implementation does not declare, as
+    ``"where: why"`` lines (reported, not counted as failures).
+    """
     results = [CheckResult.from_dict(c) for c in checks]
     character = characterise(checks, info.get("profile", "paper"))
-    return {**info, "spec": spec, "verdict": implementation_verdict(results),
-            "closest_profile": character["closest_profile"], "characterisation": character, "checks": checks}
+    entry = {**info, "spec": spec, "verdict": implementation_verdict(results),
+             "closest_profile": character["closest_profile"], "characterisation": character, "checks": checks}
+    if not_run:
+        entry["not_run"] = not_run
+    return entry
 
 
 def execute(options: RunOptions, out_dir: str, *, command: str = "",
@@ -135,7 +142,8 @@ def execute(options: RunOptions, out_dir: str, *, command: str = "",
             plan = _plan(adapter, spec, options)
             on_result = progress(adapter.name, len(plan.checks)) if progress else None
             results = run_checks(adapter, plan, sink=sink, progress=on_result)
-            entry = implementation_entry({**adapter.info()}, spec, [r.to_dict() for r in results])
+            entry = implementation_entry({**adapter.info()}, spec, [r.to_dict() for r in results],
+                                         [f"{where}: {why}" for where, why in plan.skipped])
             sink.write({"kind": "implementation", **{k: v for k, v in entry.items() if k != "checks"}})
             implementations.append(entry)
     finally:
@@ -206,12 +214,12 @@ def merge_runs(dirs: list[str]) -> dict[str, Any]:
     implementations = []
     for name in order:
         info = {k: v for k, v in info_by_impl.get(name, {"name": name}).items()
-                if k not in ("verdict", "closest_profile", "characterisation", "checks")}
+                if k not in ("verdict", "closest_profile", "characterisation", "checks", "not_run")}
         checks = sorted(checks_by_impl.get(name, []), key=_check_sort_key)
         if not checks and info_by_impl.get(name, {}).get("verdict") == "skipped":
             implementations.append({**info_by_impl[name], "checks": []})
             continue
-        entry = implementation_entry(info, info.get("spec", name), checks)
+        entry = implementation_entry(info, info.get("spec", name), checks, info_by_impl.get(name, {}).get("not_run"))
         if name not in info_by_impl:
             entry["partial"] = True
         implementations.append(entry)
@@ -233,6 +241,3 @@ def write_report(report: dict[str, Any], out_dir: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(os.path.join(out_dir, "report.json"), report)
 
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

@@ -202,6 +202,8 @@ def print_summary(implementations) -> None:
               f"{counts['skip']:>4}")
         if impl["verdict"] == "skipped":
             print(f"    {impl.get('message', '')}")
+        for line in impl.get("not_run", []):
+            print(f"    not run: {line}")
         devs = impl.get("characterisation", {}).get("deviations_from_paper", [])
         if devs:
             print(f"    deviations from paper: {', '.join(devs)}")
