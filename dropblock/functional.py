@@ -23,7 +23,8 @@ import numbers
 
 import torch
 
-from ._sampling import _draw_positions, plan_blocks
+from . import _native
+from ._sampling import BlockPlan, _draw_positions, plan_blocks
 from .law import map_geometry, resolve_gamma
 from .profiles import Profile, get_profile
 
@@ -96,9 +97,14 @@ def _is_dense(t: torch.Tensor) -> bool:
 def _new_output(x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised output with ``x``'s layout when that layout is dense, else contiguous."""
     out = torch.empty_like(x, dtype=out_dtype)
-    if not _is_dense(out):
+    if not x.is_contiguous() and not _is_dense(out):
         out = torch.empty_like(x, dtype=out_dtype, memory_format=torch.contiguous_format)
     return out
+
+
+def _use_native(x: torch.Tensor, out_dtype: torch.dtype) -> bool:
+    """The fused CPU kernel serves contiguous CPU inputs whose output keeps their dtype."""
+    return x.device.type == "cpu" and out_dtype == x.dtype and x.is_contiguous() and _native.enabled()
 
 
 class _DropBlockFunction(torch.autograd.Function):
@@ -199,7 +205,11 @@ def drop_block(
     out = None if inplace else _new_output(x, out_dtype)
     n_masks = {"none": n * c, "channel": n, "batch": 1}[prof.sharing]
     seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)
-    plan = plan_blocks(seeds, geometry, prof.sharing, n, c)
+    plan: _native.NativePlan | BlockPlan
+    if _use_native(x, out_dtype):
+        plan = _native.NativePlan(seeds, geometry, prof.sharing, n, c)
+    else:
+        plan = plan_blocks(seeds, geometry, prof.sharing, n, c)
     del seeds
 
     scale = 1.0

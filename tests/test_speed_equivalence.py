@@ -7,6 +7,9 @@ output: the seeds are the same numbers (the sampler is pinned below against the 
 and painting/counting are deterministic functions of the seeds. So every test here rebuilds the output from
 the *same* fired seeds with explicit Python loops (block by block, through ``AxisGeometry.block_range``),
 counts the mask with ``sum``, and requires bit-for-bit equality of the output and of the gradient.
+
+Every CPU test runs twice: through the fused C kernel (:mod:`dropblock._native`, which takes contiguous CPU
+tensors) and through the torch path (the fallback, and the path of every other layout and of CUDA).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import math
 import pytest
 import torch
 
-from dropblock import PRESETS, get_profile
+from dropblock import PRESETS, _native, functional, get_profile
 from dropblock._sampling import sample_seeds
 from dropblock.functional import drop_block
 from dropblock.law import map_geometry, resolve_gamma
@@ -26,6 +29,16 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["contiguous", "channels_last", "strided", "permuted"]
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device found")
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def backend(request, monkeypatch):
+    """The CPU path under test: the fused kernel where it applies, or the torch ops everywhere."""
+    if request.param == "torch":
+        monkeypatch.setattr(functional, "_use_native", lambda x, out_dtype: False)
+    elif not _native.enabled():
+        pytest.skip(f"the CPU kernel is {_native.status()}")
+    return request.param
 
 
 # ------------------------------------------------------------------------------------------- slow oracle
@@ -306,3 +319,19 @@ def test_chunked_product_and_zeroing_equal_the_slow_construction(monkeypatch, la
                         if inplace and dtype == torch.float16 and get_profile(profile).output_dtype == "float32":
                             continue
                         _run(profile, spatial, k, layout, dtype, inplace, grad, drop_prob=0.3, seed=k)
+
+
+@pytest.mark.parametrize("profile", PRESET_NAMES)
+def test_kernel_on_several_threads_and_large_maps(monkeypatch, backend, profile):
+    """The kernel's paths: maps split over threads, the per-position table (small maps), blocks zeroed row by
+    row (large maps), whole-map blocks, masks shared by channels or the batch."""
+    monkeypatch.setattr(_native, "_THREAD_FROM", 1)  # several threads even for these small tensors
+    for spatial, k in [((9, 11), 3), ((40, 40), 7), ((69, 69), 69), ((20, 20, 12), 5)]:
+        try:
+            map_geometry(spatial, k, PRESETS[profile])
+        except ValueError:
+            continue
+        for drop_prob in (0.1, 0.9):
+            for grad in (False, True):
+                _run(profile, spatial, k, "contiguous", torch.float32, False, grad, drop_prob=drop_prob, seed=k)
+        _run(profile, spatial, k, "contiguous", torch.bfloat16, True, False, seed=k)

@@ -1,0 +1,239 @@
+"""The fused CPU kernel (``_kernel.c``): compiled on first use, loaded through ctypes, optional.
+
+The kernel does for contiguous CPU tensors what :class:`dropblock._plan.BlockPlan` does with torch ops:
+count the dropped units exactly, then write ``out = x * scale`` with the blocks set to +0 in one pass over
+the memory (each map scaled, then its blocks zeroed while it is in cache), on ``torch.get_num_threads()``
+threads. Both start from the same fired seeds, so both give the same output bit for bit (tested in
+``tests/test_speed_equivalence.py``).
+
+It is built with the C compiler ``$CC`` (default ``cc``) into ``$DROPBLOCK_CACHE_DIR`` (default
+``~/.cache/dropblock-conformance``), under a name derived from the source, the compiler and the CPU, so that
+a changed source, compiler or machine builds afresh. ``DROPBLOCK_NATIVE=0`` turns it off. Where there is no
+compiler or the build fails, the torch path is used and :func:`status` says why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from ._plan import BlockPlan, plan_blocks
+
+__all__ = ["status", "enabled", "NativePlan", "supports"]
+
+_SOURCE = Path(__file__).with_name("_kernel.c")
+_DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+_SHARING_CODE = {"none": 0, "channel": 1, "batch": 2}
+# Compiler flags, best first: OpenMP threads (torch's own runtime, see _kernel.c) and this CPU's vector units.
+_FLAG_SETS: tuple[list[str], ...] = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], [])
+# Below this many elements the product runs on one thread (starting threads costs more than it saves).
+_THREAD_FROM = 1 << 16
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_state: str | None = None  # None: not tried yet
+_dtypes: set[torch.dtype] = set()  # dtypes the loaded kernel supports
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("DROPBLOCK_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dropblock-conformance"
+
+
+def _cpu_id() -> str:
+    """Model name and feature flags of this CPU (the build uses ``-march=native``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    keep = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))]
+    return "\n".join(dict.fromkeys(keep))
+
+
+def _compiler_id(cc: str) -> str:
+    try:
+        done = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"no C compiler {cc!r} ({exc})") from None
+    if done.returncode != 0:
+        raise RuntimeError(f"C compiler {cc!r} --version failed")
+    return done.stdout
+
+
+def _build() -> Path:
+    cc = os.environ.get("CC", "cc")
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, _compiler_id(cc).encode(), _cpu_id().encode(),
+                                     repr(_FLAG_SETS).encode(), platform.machine().encode(),
+                                     sys.platform.encode()])).hexdigest()[:16]
+    target = _cache_dir() / f"dropblock_kernel_{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    base = [cc, "-O3", "-shared", "-fPIC", "-std=gnu11", str(_SOURCE), "-o", tmp, "-lm"]
+    try:
+        errors = [""]
+        for extra in _FLAG_SETS:
+            done = subprocess.run(base[:1] + extra + base[1:], capture_output=True, text=True, timeout=300)
+            if done.returncode == 0:
+                os.replace(tmp, target)  # atomic: concurrent builders each write their own file
+                return target
+            errors = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise RuntimeError(f"compiling {_SOURCE.name} failed: {errors[0]}")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _state
+    if _state is not None:
+        return _lib
+    with _lock:
+        if _state is not None:
+            return _lib
+        if os.environ.get("DROPBLOCK_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+            _state = "off (DROPBLOCK_NATIVE=0)"
+            return None
+        try:
+            path = _build()
+            lib = ctypes.CDLL(str(path))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            _state = f"unavailable ({exc})"
+            return None
+        i64, p, dbl, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double, ctypes.c_int
+        lib.db_plan_new.argtypes = [p, i64, i64, p, cint, ctypes.POINTER(cint)]
+        lib.db_plan_new.restype = p
+        lib.db_plan_free.argtypes = [p]
+        lib.db_plan_free.restype = None
+        lib.db_plan_count.argtypes = [p]
+        lib.db_plan_count.restype = i64
+        lib.db_plan_apply.argtypes = [p, p, p, cint, i64, i64, cint, dbl, cint]
+        lib.db_plan_apply.restype = cint
+        lib.db_supports.argtypes = [cint]
+        lib.db_supports.restype = cint
+        lib.db_openmp.argtypes = []
+        lib.db_openmp.restype = cint
+        threads = "OpenMP threads" if lib.db_openmp() else "one thread"
+        _dtypes.update(dt for dt, code in _DTYPE_CODE.items() if lib.db_supports(code))
+        _lib, _state = lib, f"native, {threads} ({path})"
+        return _lib
+
+
+def status() -> str:
+    """``"native, OpenMP threads (<path of the shared library>)"``, ``"off (...)"`` or ``"unavailable (<reason>)"``.
+
+    Builds the kernel if that has not been tried yet in this process.
+    """
+    _load()
+    assert _state is not None
+    return _state
+
+
+def enabled() -> bool:
+    """True when the kernel is built and loaded (builds it on the first call)."""
+    return _load() is not None
+
+
+def supports(src: torch.Tensor, out: torch.Tensor) -> bool:
+    """True when the kernel can compute ``out`` from ``src``: both contiguous CPU tensors of one dtype."""
+    return (_load() is not None and src.dtype in _dtypes and src.dtype == out.dtype and src.device.type == "cpu"
+            and out.device.type == "cpu" and src.is_contiguous() and out.is_contiguous()
+            and src.shape == out.shape)
+
+
+@lru_cache(maxsize=256)
+def _geometry_vector(geometry) -> ctypes.Array:
+    axes = list(geometry.axes)
+    while len(axes) < 3:  # a leading axis of length 1 (no seeds to spare: n_seeds 1, offset 0)
+        axes.insert(0, None)
+    values = [geometry.n_seed_positions, geometry.n_units]
+    for a in axes:
+        values += [1, 1, 1, 0] if a is None else [a.length, a.block, a.n_seeds, a.offset]
+    return (ctypes.c_int64 * 16)(*values)
+
+
+class NativePlan:
+    """Fired seeds decoded into clipped boxes by the kernel; counts and applies the block mask.
+
+    Parameters
+    ----------
+    seeds : torch.Tensor
+        Increasing flat seed indices into ``(n_masks, *geometry.seed_shape)``, float64 on the CPU (as drawn
+        by :func:`dropblock._seeds._draw_positions`).
+    geometry : dropblock.law.MapGeometry
+    sharing : {"none", "channel", "batch"}
+    batch, channels : int
+        ``N`` and ``C`` of the input.
+
+    Raises
+    ------
+    MemoryError
+        The kernel could not allocate its tables.
+    RuntimeError
+        The kernel is not available (check :func:`enabled` first).
+    """
+
+    def __init__(self, seeds: torch.Tensor, geometry, sharing: str, batch: int, channels: int) -> None:
+        lib = _load()
+        if lib is None:
+            raise RuntimeError(f"the CPU kernel is {status()}")
+        self._lib = lib
+        self.seeds = seeds.contiguous()
+        self.geometry, self.sharing, self.batch, self.channels = geometry, sharing, batch, channels
+        n_masks = {"none": batch * channels, "channel": batch, "batch": 1}[sharing]
+        err = ctypes.c_int(0)
+        handle = lib.db_plan_new(self.seeds.data_ptr(), self.seeds.numel(), n_masks,
+                                 _geometry_vector(geometry), int(sharing != "none"), ctypes.byref(err))
+        if not handle:
+            if err.value == -1:
+                raise MemoryError("DropBlock CPU kernel: cannot allocate the block plan")
+            raise RuntimeError(f"DropBlock CPU kernel: invalid seeds (code {err.value})")
+        self._handle = handle
+        count = int(lib.db_plan_count(handle))
+        if count < 0:
+            raise MemoryError("DropBlock CPU kernel: cannot allocate the counting buffer")
+        self.n_dropped = count
+        self._fallback: BlockPlan | None = None
+
+    def __del__(self) -> None:
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle:
+            self._lib.db_plan_free(handle)
+
+    @property
+    def empty(self) -> bool:
+        return self.n_dropped == 0
+
+    def apply_(self, src: torch.Tensor, scale: float, out: torch.Tensor) -> torch.Tensor:
+        """``out = src * scale`` with the dropped units set to +0; ``out`` may be ``src`` (in place).
+
+        Tensors the kernel does not take (non-contiguous, CUDA, ``out`` of another dtype) go through the torch
+        path, built from the same seeds.
+        """
+        if not supports(src, out):
+            if self._fallback is None:
+                self._fallback = plan_blocks(self.seeds, self.geometry, self.sharing, self.batch, self.channels)
+            return self._fallback.apply_(src, scale, out)
+        n_maps = self.batch * self.channels
+        threads = torch.get_num_threads() if out.numel() >= _THREAD_FROM else 1
+        rc = self._lib.db_plan_apply(self._handle, src.data_ptr(), out.data_ptr(), _DTYPE_CODE[src.dtype],
+                                     n_maps, self.channels, _SHARING_CODE[self.sharing], float(scale), threads)
+        if rc != 0:
+            raise RuntimeError(f"DropBlock CPU kernel: apply failed (code {rc})")
+        return out
