@@ -1,10 +1,11 @@
-"""The fused CPU kernel (``_kernel.c``): compiled on first use, loaded through ctypes, optional.
+"""The fused CPU kernel (``_kernel/``): compiled on first use, loaded through ctypes, optional.
 
-The kernel does for contiguous CPU tensors what :class:`dropblock._plan.BlockPlan` does with torch ops:
-count the dropped units exactly, then write ``out = x * scale`` with the blocks set to +0 in one pass over
-the memory (each map scaled, then its blocks zeroed while it is in cache), on ``torch.get_num_threads()``
-threads. Both start from the same fired seeds, so both give the same output bit for bit (tested in
-``tests/test_speed_equivalence.py``).
+The kernel does for contiguous CPU tensors what :func:`dropblock._seeds._draw_positions` and
+:class:`dropblock._plan.BlockPlan` do with torch ops: it turns the sampler's log-uniforms into fired seeds,
+counts the dropped units exactly, then writes ``out = x * scale`` with the blocks set to +0 in one pass over
+the memory (chunks of maps scaled, then their blocks zeroed while they are in cache), on torch's OpenMP
+threads. Both paths draw the same uniforms from the caller's generator and apply the same IEEE operations,
+so both give the same output bit for bit (tested in ``tests/test_speed_equivalence.py``).
 
 It is built with the C compiler ``$CC`` (default ``cc``) into ``$DROPBLOCK_CACHE_DIR`` (default
 ``~/.cache/dropblock-conformance``), under a name derived from the source, the compiler and the CPU, so that
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import subprocess
@@ -28,10 +30,13 @@ from pathlib import Path
 import torch
 
 from ._plan import BlockPlan, plan_blocks
+from ._seeds import _log_uniform_chunks
 
 __all__ = ["status", "enabled", "NativePlan", "supports"]
 
-_SOURCE = Path(__file__).with_name("_kernel.c")
+_SOURCE_DIR = Path(__file__).with_name("_kernel")
+_SOURCES = ("plan.c", "apply.c")
+_HEADERS = ("kernel.h",)
 _DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 _SHARING_CODE = {"none": 0, "channel": 1, "batch": 2}
 # Compiler flags, best first: OpenMP threads (torch's own runtime, see _kernel.c) and this CPU's vector units.
@@ -75,7 +80,7 @@ def _compiler_id(cc: str) -> str:
 
 def _build() -> Path:
     cc = os.environ.get("CC", "cc")
-    source = _SOURCE.read_bytes()
+    source = b"".join((_SOURCE_DIR / name).read_bytes() for name in _SOURCES + _HEADERS)
     key = hashlib.sha256(b"\0".join([source, _compiler_id(cc).encode(), _cpu_id().encode(),
                                      repr(_FLAG_SETS).encode(), platform.machine().encode(),
                                      sys.platform.encode()])).hexdigest()[:16]
@@ -85,7 +90,7 @@ def _build() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    base = [cc, "-O3", "-shared", "-fPIC", "-std=gnu11", str(_SOURCE), "-o", tmp, "-lm"]
+    base = [cc, "-O3", "-shared", "-fPIC", "-std=gnu11", *(str(_SOURCE_DIR / n) for n in _SOURCES), "-o", tmp, "-lm"]
     try:
         errors = [""]
         for extra in _FLAG_SETS:
@@ -94,7 +99,7 @@ def _build() -> Path:
                 os.replace(tmp, target)  # atomic: concurrent builders each write their own file
                 return target
             errors = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-        raise RuntimeError(f"compiling {_SOURCE.name} failed: {errors[0]}")
+        raise RuntimeError(f"compiling the kernel failed: {errors[0]}")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -117,8 +122,19 @@ def _load() -> ctypes.CDLL | None:
             _state = f"unavailable ({exc})"
             return None
         i64, p, dbl, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double, ctypes.c_int
-        lib.db_plan_new.argtypes = [p, i64, i64, p, cint, ctypes.POINTER(cint)]
-        lib.db_plan_new.restype = p
+        dbl_p = ctypes.POINTER(dbl)
+        lib.db_plan_begin.argtypes = [i64, p]
+        lib.db_plan_begin.restype = p
+        lib.db_plan_extend.argtypes = [p, p, i64, dbl, dbl, dbl_p]
+        lib.db_plan_extend.restype = cint
+        lib.db_plan_add.argtypes = [p, p, i64]
+        lib.db_plan_add.restype = cint
+        lib.db_plan_finish.argtypes = [p, cint]
+        lib.db_plan_finish.restype = cint
+        lib.db_plan_size.argtypes = [p]
+        lib.db_plan_size.restype = i64
+        lib.db_plan_seeds.argtypes = [p, p]
+        lib.db_plan_seeds.restype = None
         lib.db_plan_free.argtypes = [p]
         lib.db_plan_free.restype = None
         lib.db_plan_count.argtypes = [p]
@@ -171,45 +187,89 @@ def _geometry_vector(geometry) -> ctypes.Array:
 class NativePlan:
     """Fired seeds decoded into clipped boxes by the kernel; counts and applies the block mask.
 
-    Parameters
-    ----------
-    seeds : torch.Tensor
-        Increasing flat seed indices into ``(n_masks, *geometry.seed_shape)``, float64 on the CPU (as drawn
-        by :func:`dropblock._seeds._draw_positions`).
-    geometry : dropblock.law.MapGeometry
-    sharing : {"none", "channel", "batch"}
-    batch, channels : int
-        ``N`` and ``C`` of the input.
+    Built by :meth:`draw` (from the caller's generator) or :meth:`from_seeds`.
 
-    Raises
-    ------
-    MemoryError
-        The kernel could not allocate its tables.
-    RuntimeError
-        The kernel is not available (check :func:`enabled` first).
+    Attributes
+    ----------
+    n_dropped : int
+        Exact number of dropped units over all ``n_masks`` masks.
     """
 
-    def __init__(self, seeds: torch.Tensor, geometry, sharing: str, batch: int, channels: int) -> None:
+    def __init__(self, geometry, sharing: str, batch: int, channels: int) -> None:
         lib = _load()
         if lib is None:
             raise RuntimeError(f"the CPU kernel is {status()}")
         self._lib = lib
-        self.seeds = seeds.contiguous()
         self.geometry, self.sharing, self.batch, self.channels = geometry, sharing, batch, channels
-        n_masks = {"none": batch * channels, "channel": batch, "batch": 1}[sharing]
-        err = ctypes.c_int(0)
-        handle = lib.db_plan_new(self.seeds.data_ptr(), self.seeds.numel(), n_masks,
-                                 _geometry_vector(geometry), int(sharing != "none"), ctypes.byref(err))
-        if not handle:
-            if err.value == -1:
-                raise MemoryError("DropBlock CPU kernel: cannot allocate the block plan")
-            raise RuntimeError(f"DropBlock CPU kernel: invalid seeds (code {err.value})")
-        self._handle = handle
-        count = int(lib.db_plan_count(handle))
+        self.n_masks = {"none": batch * channels, "channel": batch, "batch": 1}[sharing]
+        self._handle = lib.db_plan_begin(self.n_masks, _geometry_vector(geometry))
+        if not self._handle:
+            raise MemoryError("DropBlock CPU kernel: cannot allocate a block plan")
+        self._fallback: BlockPlan | None = None
+        self.n_dropped = 0
+
+    @classmethod
+    def draw(cls, gamma: float, generator: torch.Generator | None, geometry, sharing: str, batch: int,
+             channels: int) -> NativePlan:
+        """Draw the seeds: i.i.d. Bernoulli(``gamma``) on every seed position of every mask, from
+        ``generator`` (torch's default CPU generator when None), exactly as :func:`_draw_positions` does.
+
+        Raises
+        ------
+        MemoryError
+            The kernel could not allocate its tables.
+        RuntimeError
+            The kernel is not available (check :func:`enabled` first).
+        """
+        plan = cls(geometry, sharing, batch, channels)
+        n_positions = plan.n_masks * geometry.n_seed_positions
+        if n_positions > 0 and gamma >= 1.0:
+            plan._add(torch.arange(n_positions, dtype=torch.float64))
+        elif n_positions > 0 and gamma > 0.0:
+            log_q = math.log1p(-gamma)
+            position = ctypes.c_double(-1.0)
+            draws = _log_uniform_chunks(n_positions, gamma, torch.device("cpu"), generator)
+            log_u = next(draws)
+            while True:
+                rc = plan._lib.db_plan_extend(plan._handle, log_u.data_ptr(), log_u.numel(), log_q,
+                                              float(n_positions), ctypes.byref(position))
+                if rc < 0:
+                    raise MemoryError("DropBlock CPU kernel: cannot allocate the seeds")
+                if rc == 1:
+                    break
+                log_u = draws.send(position.value)
+        plan._finish()
+        return plan
+
+    @classmethod
+    def from_seeds(cls, seeds: torch.Tensor, geometry, sharing: str, batch: int, channels: int) -> NativePlan:
+        """A plan of given seeds: increasing flat indices into ``(n_masks, *geometry.seed_shape)`` (float64 or
+        int64, on the CPU).
+
+        Raises
+        ------
+        RuntimeError
+            Seeds not increasing or outside the masks; the kernel is not available.
+        """
+        plan = cls(geometry, sharing, batch, channels)
+        plan._add(seeds.to(torch.float64).contiguous())
+        plan._finish()
+        return plan
+
+    def _add(self, seeds: torch.Tensor) -> None:
+        if self._lib.db_plan_add(self._handle, seeds.data_ptr(), seeds.numel()) != 0:
+            raise MemoryError("DropBlock CPU kernel: cannot allocate the seeds")
+
+    def _finish(self) -> None:
+        rc = self._lib.db_plan_finish(self._handle, int(self.sharing != "none"))
+        if rc == -1:
+            raise MemoryError("DropBlock CPU kernel: cannot allocate the block plan")
+        if rc != 0:
+            raise RuntimeError(f"DropBlock CPU kernel: invalid seeds (code {rc})")
+        count = int(self._lib.db_plan_count(self._handle))
         if count < 0:
             raise MemoryError("DropBlock CPU kernel: cannot allocate the counting buffer")
         self.n_dropped = count
-        self._fallback: BlockPlan | None = None
 
     def __del__(self) -> None:
         handle, self._handle = getattr(self, "_handle", None), None
@@ -219,6 +279,13 @@ class NativePlan:
     @property
     def empty(self) -> bool:
         return self.n_dropped == 0
+
+    @property
+    def seeds(self) -> torch.Tensor:
+        """The fired seeds, float64 flat indices (increasing), as :func:`_draw_positions` returns them."""
+        out = torch.empty(int(self._lib.db_plan_size(self._handle)), dtype=torch.float64)
+        self._lib.db_plan_seeds(self._handle, out.data_ptr())
+        return out
 
     def apply_(self, src: torch.Tensor, scale: float, out: torch.Tensor) -> torch.Tensor:
         """``out = src * scale`` with the dropped units set to +0; ``out`` may be ``src`` (in place).

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from functools import lru_cache
 
 import torch
 
 from . import _native
 from ._sampling import BlockPlan, _draw_positions, plan_blocks
-from .law import map_geometry, resolve_gamma
+from .law import MapGeometry, map_geometry, resolve_gamma
 from .profiles import Profile, get_profile
 
 __all__ = ["drop_block", "drop_block2d", "drop_block3d", "check_drop_prob", "check_block_size"]
@@ -100,6 +101,14 @@ def _new_output(x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
     if not x.is_contiguous() and not _is_dense(out):
         out = torch.empty_like(x, dtype=out_dtype, memory_format=torch.contiguous_format)
     return out
+
+
+@lru_cache(maxsize=1024)
+def _geometry_and_gamma(sizes: tuple[int, ...], block_size: int, profile: Profile, drop_prob: float
+                        ) -> tuple[MapGeometry, float]:
+    """The map geometry and gamma of one call (cached: both are pure functions of their arguments)."""
+    geometry = map_geometry(sizes, block_size, profile)
+    return geometry, resolve_gamma(geometry, drop_prob, profile)
 
 
 def _use_native(x: torch.Tensor, out_dtype: torch.dtype) -> bool:
@@ -198,19 +207,18 @@ def drop_block(
 
     n, c = x.shape[0], x.shape[1]
     sizes = tuple(int(s) for s in x.shape[2:])
-    geometry = map_geometry(sizes, k, prof)
-    gamma = resolve_gamma(geometry, p, prof)
+    geometry, gamma = _geometry_and_gamma(sizes, k, prof, p)
     # The output is allocated before the sampler's temporaries, so that it can reuse the memory of a freed
     # tensor of the same size rather than fresh pages.
     out = None if inplace else _new_output(x, out_dtype)
     n_masks = {"none": n * c, "channel": n, "batch": 1}[prof.sharing]
-    seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)
     plan: _native.NativePlan | BlockPlan
     if _use_native(x, out_dtype):
-        plan = _native.NativePlan(seeds, geometry, prof.sharing, n, c)
+        plan = _native.NativePlan.draw(gamma, generator, geometry, prof.sharing, n, c)
     else:
+        seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)
         plan = plan_blocks(seeds, geometry, prof.sharing, n, c)
-    del seeds
+        del seeds
 
     scale = 1.0
     if prof.normalize == "global":

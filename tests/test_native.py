@@ -30,13 +30,13 @@ def test_contiguous_cpu_inputs_take_the_kernel(monkeypatch):
     if not _native.enabled():
         pytest.skip(_native.status())
     made = []
-    real = _native.NativePlan
+    real = _native.NativePlan.draw
 
     def spy(*args, **kwargs):
         made.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_native, "NativePlan", spy)
+    monkeypatch.setattr(_native.NativePlan, "draw", spy)
     x = torch.ones(2, 3, 8, 8)
     functional.drop_block2d(x, 0.3, 3)
     assert len(made) == 1
@@ -92,8 +92,8 @@ def test_plan_refuses_bad_seeds():
     per_map = geometry.n_seed_positions
     for bad in ([3.0, 3.0], [5.0, 2.0], [-1.0], [float(2 * per_map)]):
         with pytest.raises(RuntimeError, match="invalid seeds"):
-            _native.NativePlan(torch.tensor(bad, dtype=torch.float64), geometry, "none", 1, 2)
-    plan = _native.NativePlan(torch.tensor([0.0, 1.0], dtype=torch.float64), geometry, "none", 1, 2)
+            _native.NativePlan.from_seeds(torch.tensor(bad, dtype=torch.float64), geometry, "none", 1, 2)
+    plan = _native.NativePlan.from_seeds(torch.tensor([0.0, 1.0], dtype=torch.float64), geometry, "none", 1, 2)
     assert plan.n_dropped == 12  # two 3x3 blocks one column apart
 
 
@@ -102,7 +102,7 @@ def test_non_contiguous_tensors_go_through_the_torch_path():
         pytest.skip(_native.status())
     geometry = map_geometry((9, 9), 3, get_profile("paper"))
     seeds = torch.tensor([0.0, 60.0], dtype=torch.float64)
-    plan = _native.NativePlan(seeds, geometry, "none", 1, 2)
+    plan = _native.NativePlan.from_seeds(seeds, geometry, "none", 1, 2)
     x = torch.randn(1, 2, 9, 9)
     a = plan.apply_(x, 2.0, torch.empty_like(x))
     b = plan.apply_(x.transpose(2, 3).contiguous().transpose(2, 3), 2.0, torch.empty(1, 2, 9, 9))

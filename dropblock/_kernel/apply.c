@@ -1,0 +1,204 @@
+/* The product: out = x * scale with the blocks of a finished plan set to +0, on OpenMP threads. */
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0;
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Per-dtype loops: scale (d = s * c) and select (d = dropped ? +0 : s * c, computed for every unit and then
+ * selected, so that a dropped unit is +0 whatever s holds there). */
+#define ID(v) (v)
+#define TO_F16(v) ((_Float16)(v))
+#define DEFINE_LOOPS(NAME, T, CT, LOAD, STORE)                                                             \
+    static void scale_##NAME(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) { \
+        const T *s = (const T *)src;                                                                        \
+        T *d = (T *)dst;                                                                                    \
+        const CT c = (CT)scale;                                                                             \
+        (void)dr;                                                                                           \
+        for (int64_t i = 0; i < n; i++) d[i] = STORE(LOAD(s[i]) * c);                                       \
+    }                                                                                                       \
+    static void select_##NAME(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) { \
+        const T *s = (const T *)src;                                                                        \
+        T *d = (T *)dst;                                                                                    \
+        const CT c = (CT)scale;                                                                             \
+        for (int64_t i = 0; i < n; i++) {                                                                   \
+            T v = STORE(LOAD(s[i]) * c);                                                                    \
+            d[i] = dr[i] ? (T)0 : v;                                                                        \
+        }                                                                                                   \
+    }
+
+DEFINE_LOOPS(f32, float, float, ID, ID)
+DEFINE_LOOPS(f64, double, double, ID, ID)
+DEFINE_LOOPS(bf16, uint16_t, float, bf16_to_f32, f32_to_bf16)
+#ifdef __FLT16_MAX__
+DEFINE_LOOPS(f16, _Float16, float, ID, TO_F16)
+#define F16_LOOP(kind) kind##_f16
+#else
+#define F16_LOOP(kind) NULL
+#endif
+
+typedef void (*loop_fn)(const void *, void *, int64_t, double, const unsigned char *);
+static const loop_fn SCALE[4] = {scale_f32, scale_f64, F16_LOOP(scale), scale_bf16};
+static const loop_fn SELECT[4] = {select_f32, select_f64, F16_LOOP(select), select_bf16};
+static const int64_t ELEMENT_SIZE[4] = {4, 8, 2, 2};
+
+typedef struct {
+    const plan_t *p;
+    const char *src;
+    char *dst;
+    int dtype;
+    int64_t map_lo, map_hi, channels;
+    int sharing; /* 0: a mask per map, 1: per sample (shared by the channels), 2: one for the batch */
+    double scale;
+} job_t;
+
+static inline int64_t mask_of(const job_t *j, int64_t m) {
+    return j->sharing == 0 ? m : (j->sharing == 1 ? m / j->channels : 0);
+}
+
+/* First seed whose mask is >= mask. */
+static int64_t lower_bound(const seed_t *sd, int64_t n, int64_t mask) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (sd[mid].mask < mask)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Zero `bytes` bytes at d with fixed-size stores (constant-size memsets compile to single stores; the last
+ * one overlaps the previous where the length is not a multiple): a block row is a few stores, not a call. */
+static inline void zero_run(char *d, size_t bytes) {
+    if (bytes >= 16) {
+        size_t off = 0;
+        for (; off + 16 <= bytes; off += 16) memset(d + off, 0, 16);
+        if (off < bytes) memset(d + bytes - 16, 0, 16);
+    } else if (bytes >= 8) {
+        memset(d, 0, 8);
+        memset(d + bytes - 8, 0, 8);
+    } else if (bytes >= 4) {
+        memset(d, 0, 4);
+        memset(d + bytes - 4, 0, 4);
+    } else {
+        for (size_t i = 0; i < bytes; i++) d[i] = 0;
+    }
+}
+
+/* Zero, in the already scaled map, the blocks of seeds [s, e): row by row (full rows: a plane at once). */
+static void zero_blocks(const plan_t *p, char *map, const seed_t *sd, int64_t s, int64_t e, size_t es) {
+    const int64_t l1 = p->g.len[1], l2 = p->g.len[2];
+    for (int64_t b = s; b < e; b++) {
+        const seed_t *q = &sd[b];
+        if (q->lo[2] == 0 && q->hi[2] == l2) {
+            for (int64_t z = q->lo[0]; z < q->hi[0]; z++)
+                zero_run(map + (size_t)((z * l1 + q->lo[1]) * l2) * es, (size_t)((q->hi[1] - q->lo[1]) * l2) * es);
+            continue;
+        }
+        const size_t run = (size_t)(q->hi[2] - q->lo[2]) * es;
+        for (int64_t z = q->lo[0]; z < q->hi[0]; z++)
+            for (int64_t y = q->lo[1]; y < q->hi[1]; y++) zero_run(map + (size_t)((z * l1 + y) * l2 + q->lo[2]) * es, run);
+    }
+}
+
+/* Maps [map_lo, map_hi) in chunks of whole maps of about CHUNK_UNITS units: a chunk is scaled in one loop
+ * and then the blocks of its maps are zeroed while it is in cache; a chunk of maps that share a mask is
+ * selected in one loop through that mask's tile. */
+static void run_job(const job_t *j) {
+    const plan_t *p = j->p;
+    const seed_t *sd = p->seeds;
+    const int64_t n = p->n_seeds, nu = p->g.n_units;
+    const size_t es = (size_t)ELEMENT_SIZE[j->dtype];
+    int64_t s = lower_bound(sd, n, mask_of(j, j->map_lo));
+    for (int64_t m = j->map_lo; m < j->map_hi;) {
+        int64_t e = m + (p->tiles ? p->tile_maps : p->chunk_maps);
+        if (e > j->map_hi) e = j->map_hi;
+        if (j->sharing == 1 && e > (m / j->channels + 1) * j->channels) e = (m / j->channels + 1) * j->channels;
+        const char *src = j->src + (size_t)(m * nu) * es;
+        char *dst = j->dst + (size_t)(m * nu) * es;
+        if (p->tiles) {
+            const int64_t mask = mask_of(j, m);
+            while (s < n && sd[s].mask < mask) s++;
+            if (s < n && sd[s].mask == mask)
+                SELECT[j->dtype](src, dst, (e - m) * nu, j->scale, p->tiles + mask * p->tile_maps * nu);
+            else
+                SCALE[j->dtype](src, dst, (e - m) * nu, j->scale, NULL);
+            m = e;
+            continue;
+        }
+        SCALE[j->dtype](src, dst, (e - m) * nu, j->scale, NULL);
+        while (s < n && sd[s].mask < e) {
+            int64_t q = s + 1;
+            while (q < n && sd[q].mask == sd[s].mask) q++;
+            zero_blocks(p, j->dst + (size_t)(sd[s].mask * nu) * es, sd, s, q, es);
+            s = q;
+        }
+        m = e;
+    }
+}
+
+/* out = src * scale with every unit of every block set to +0, for contiguous (n_maps, *sizes) tensors of
+ * one dtype (dst may equal src); map m uses mask m (sharing 0), m / channels (1) or 0 (2). Maps are split
+ * into n_threads contiguous ranges, run on OpenMP threads. Returns 0, or -3 on an unsupported dtype or a map count that does not
+ * fit the plan. */
+int db_plan_apply(void *handle, const void *src, void *dst, int dtype, int64_t n_maps, int64_t channels,
+                  int sharing, double scale, int n_threads) {
+    const plan_t *p = (const plan_t *)handle;
+    if (!db_supports(dtype) || sharing < 0 || sharing > 2 || channels < 1) return -3;
+    int64_t n_masks = sharing == 0 ? n_maps : (sharing == 1 ? n_maps / channels : 1);
+    if (n_masks != p->n_masks || (sharing == 1 && n_maps % channels)) return -3;
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > n_maps) n_threads = (int)(n_maps > 0 ? n_maps : 1);
+    job_t base = {p, (const char *)src, (char *)dst, dtype, 0, n_maps, channels, sharing, scale};
+#ifdef _OPENMP
+    /* torch's OpenMP runtime (the library of the same soname, already loaded by torch), so that the
+     * threads are torch's own intra-op threads rather than a second pool competing for the cores. */
+#pragma omp parallel num_threads(n_threads)
+    {
+        job_t j = base;
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        j.map_lo = n_maps * t / nt;
+        j.map_hi = n_maps * (t + 1) / nt;
+        run_job(&j);
+    }
+#else
+    run_job(&base);
+#endif
+    return 0;
+}
+
+/* 1 when the dtype code is supported by this build. */
+int db_supports(int dtype) {
+#ifndef __FLT16_MAX__
+    if (dtype == DT_F16) return 0;
+#endif
+    return dtype >= 0 && dtype <= 3;
+}
+
+/* 1 when built with OpenMP (the product runs on several threads). */
+int db_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}

@@ -1,0 +1,252 @@
+/* Plans of fired seeds: drawn from log-uniforms (or given), decoded into clipped boxes, counted. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+
+static void read_geom(const int64_t *g, geom_t *out) {
+    out->per_map = g[0];
+    out->n_units = g[1];
+    for (int a = 0; a < 3; a++) {
+        out->len[a] = g[2 + 4 * a];
+        out->blk[a] = g[3 + 4 * a];
+        out->nseed[a] = g[4 + 4 * a];
+        out->off[a] = g[5 + 4 * a];
+    }
+}
+
+/* Decode a flat seed index (an integer held exactly in a double, below 2**53). The mask index is taken in
+ * double precision: floor(a / b) is exact for integers a, b below 2**53 (the rounding error of a / b is
+ * smaller than the distance 1 / b to the next integer), and faster than 64-bit integer division. */
+static void decode(const geom_t *g, double seed, seed_t *out) {
+    double mask = g->per_map == 1 ? seed : floor(seed / (double)g->per_map);
+    uint64_t r = (uint64_t)(seed - mask * (double)g->per_map);
+    out->mask = (int64_t)mask;
+    for (int a = 2; a >= 0; a--) {
+        int64_t c = 0;
+        if (g->nseed[a] > 1) {
+            uint64_t n = (uint64_t)g->nseed[a];
+            uint64_t q = r <= UINT32_MAX ? (uint32_t)r / (uint32_t)n : r / n;
+            c = (int64_t)(r - q * n);
+            r = q;
+        }
+        int64_t start = c - g->off[a];
+        int64_t lo = start < 0 ? 0 : start;
+        int64_t hi = start + g->blk[a];
+        if (hi > g->len[a]) hi = g->len[a];
+        if (hi < lo) hi = lo;
+        out->lo[a] = (int32_t)lo;
+        out->hi[a] = (int32_t)hi;
+    }
+}
+
+static int64_t volume(const seed_t *b) {
+    return (int64_t)(b->hi[0] - b->lo[0]) * (b->hi[1] - b->lo[1]) * (b->hi[2] - b->lo[2]);
+}
+
+/* Units shared by two boxes (written without branches: it runs for every pair of successive seeds). */
+static int64_t overlap(const seed_t *p, const seed_t *q) {
+    int64_t v = 1;
+    for (int a = 0; a < 3; a++) {
+        int32_t lo = p->lo[a] > q->lo[a] ? p->lo[a] : q->lo[a];
+        int32_t hi = p->hi[a] < q->hi[a] ? p->hi[a] : q->hi[a];
+        int32_t side = hi - lo;
+        v *= side > 0 ? side : 0;
+    }
+    return v;
+}
+
+/* Set the units of box b in the byte map (one map of n_units bytes) to value. */
+static void paint(const geom_t *g, const seed_t *b, unsigned char *map, int value) {
+    const int64_t l1 = g->len[1], l2 = g->len[2];
+    for (int64_t z = b->lo[0]; z < b->hi[0]; z++)
+        for (int64_t y = b->lo[1]; y < b->hi[1]; y++)
+            memset(map + (z * l1 + y) * l2 + b->lo[2], value, (size_t)(b->hi[2] - b->lo[2]));
+}
+
+/* Number of units of the union of boxes[0 .. n), painted into buf (n_units bytes, all zero on entry and
+ * on return): the boxes are painted, then the bytes of their bounding box are summed and cleared. */
+static int64_t union_size(const geom_t *g, const seed_t *boxes, int64_t n, unsigned char *buf) {
+    const int64_t l1 = g->len[1], l2 = g->len[2];
+    seed_t bb = boxes[0];
+    for (int64_t s = 0; s < n; s++) {
+        paint(g, &boxes[s], buf, 1);
+        for (int a = 0; a < 3; a++) {
+            if (boxes[s].lo[a] < bb.lo[a]) bb.lo[a] = boxes[s].lo[a];
+            if (boxes[s].hi[a] > bb.hi[a]) bb.hi[a] = boxes[s].hi[a];
+        }
+    }
+    int64_t count = 0;
+    const int64_t width = bb.hi[2] - bb.lo[2];
+    for (int64_t z = bb.lo[0]; z < bb.hi[0]; z++)
+        for (int64_t y = bb.lo[1]; y < bb.hi[1]; y++) {
+            unsigned char *row = buf + (z * l1 + y) * l2 + bb.lo[2];
+            int64_t c = 0;
+            for (int64_t x = 0; x < width; x++) c += row[x];
+            count += c;
+            memset(row, 0, (size_t)width);
+        }
+    return count;
+}
+
+/* ------------------------------------------------------------------------------------------- buffers */
+/* One spare buffer per kind is kept when a plan is freed, so that the next plan of about the same size
+ * reuses memory that is already paged in (malloc maps and unmaps large blocks: paging them in again costs
+ * as much as the draw). A buffer carries its capacity in a 64-byte header. */
+enum { BUF_FLAT, BUF_SEEDS, BUF_TILES, N_BUF_KINDS };
+static char *spare[N_BUF_KINDS];
+#define HEADER 64
+
+static void *buf_take(int kind, size_t bytes) {
+    char *b = __atomic_exchange_n(&spare[kind], NULL, __ATOMIC_ACQ_REL);
+    if (b && *(size_t *)b >= bytes) return b + HEADER;
+    free(b);
+    b = malloc(bytes + HEADER);
+    if (!b) return NULL;
+    *(size_t *)b = bytes;
+    return b + HEADER;
+}
+
+static void buf_give(int kind, void *data) {
+    if (!data) return;
+    char *b = (char *)data - HEADER;
+    char *old = __atomic_exchange_n(&spare[kind], b, __ATOMIC_ACQ_REL);
+    if (old && *(size_t *)old > *(size_t *)b) { /* keep the larger one */
+        old = __atomic_exchange_n(&spare[kind], old, __ATOMIC_ACQ_REL);
+    }
+    free(old);
+}
+
+/* ------------------------------------------------------------------------------------------- the plan */
+void db_plan_free(void *handle) {
+    plan_t *p = (plan_t *)handle;
+    if (!p) return;
+    buf_give(BUF_FLAT, p->flat);
+    buf_give(BUF_SEEDS, p->seeds);
+    buf_give(BUF_TILES, p->tiles);
+    free(p);
+}
+
+/* An empty plan for n_masks masks of geometry gv; NULL on allocation failure. */
+void *db_plan_begin(int64_t n_masks, const int64_t *gv) {
+    plan_t *p = calloc(1, sizeof(plan_t));
+    if (!p) return NULL;
+    read_geom(gv, &p->g);
+    p->n_masks = n_masks;
+    return p;
+}
+
+static int reserve(plan_t *p, int64_t more) {
+    if (p->n_seeds + more <= p->capacity) return 0;
+    int64_t cap = p->capacity ? 2 * p->capacity : 1024;
+    if (cap < p->n_seeds + more) cap = p->n_seeds + more;
+    double *flat = buf_take(BUF_FLAT, sizeof(double) * (size_t)cap);
+    if (!flat) return -1;
+    if (p->n_seeds) memcpy(flat, p->flat, sizeof(double) * (size_t)p->n_seeds);
+    buf_give(BUF_FLAT, p->flat);
+    p->flat = flat;
+    p->capacity = cap;
+    return 0;
+}
+
+/* Append the seeds drawn from one chunk of log-uniforms l[i] = log1p(-u[i]) (as torch computes them): the
+ * gaps between successive fired seeds are floor(l[i] / log_q) + 1 (geometric, log_q = log(1 - gamma)) and
+ * the seeds their running sum from *position. Every value is an integer below 2**53, so the sum is exact
+ * in any order and equals torch's cumsum. Returns 1 when a seed reached n_positions (it is not kept: the
+ * draw is complete), 0 when the chunk ran out first (*position is then its last seed), -1 on allocation
+ * failure. */
+int db_plan_extend(void *handle, const double *l, int64_t n, double log_q, double n_positions,
+                   double *position) {
+    plan_t *p = (plan_t *)handle;
+    if (reserve(p, n) != 0) return -1;
+    double pos = *position;
+    double *out = p->flat + p->n_seeds;
+    int64_t i = 0;
+    for (; i < n; i++) {
+        pos += floor(l[i] / log_q) + 1.0;
+        if (pos >= n_positions) break;
+        out[i] = pos;
+    }
+    p->n_seeds += i;
+    if (i < n) return 1;
+    *position = pos;
+    return 0;
+}
+
+/* Append given flat seed indices; 0, or -1 on allocation failure. */
+int db_plan_add(void *handle, const double *seeds, int64_t n) {
+    plan_t *p = (plan_t *)handle;
+    if (reserve(p, n) != 0) return -1;
+    memcpy(p->flat + p->n_seeds, seeds, sizeof(double) * (size_t)n);
+    p->n_seeds += n;
+    return 0;
+}
+
+int64_t db_plan_size(void *handle) { return ((plan_t *)handle)->n_seeds; }
+
+/* Copy the flat seed indices into out (db_plan_size doubles). */
+void db_plan_seeds(void *handle, double *out) {
+    plan_t *p = (plan_t *)handle;
+    if (p->n_seeds) memcpy(out, p->flat, sizeof(double) * (size_t)p->n_seeds);
+}
+
+/* Seeds from which decoding runs on OpenMP threads (below, waking the threads costs more than it saves). */
+#define PARALLEL_DECODE_FROM (1 << 16)
+
+/* Decode the seeds into boxes and, with shared != 0, paint the masks into tiles (masks that many maps share
+ * are applied by a select per unit). Returns 0, -1 (allocation failure) or -2 (a seed outside the n_masks
+ * masks, or seeds not increasing). */
+int db_plan_finish(void *handle, int shared) {
+    plan_t *p = (plan_t *)handle;
+    const int64_t n_seeds = p->n_seeds, n_masks = p->n_masks, nu = p->g.n_units;
+    const double *flat = p->flat;
+    p->seeds = buf_take(BUF_SEEDS, sizeof(seed_t) * (size_t)(n_seeds > 0 ? n_seeds : 1));
+    if (!p->seeds) return -1;
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (n_seeds > PARALLEL_DECODE_FROM)
+    for (int64_t s = 0; s < n_seeds; s++) {
+        bad |= s > 0 && !(flat[s] > flat[s - 1]);
+        decode(&p->g, flat[s], &p->seeds[s]);
+    }
+    if (bad || (n_seeds && (flat[0] < 0 || p->seeds[n_seeds - 1].mask >= n_masks))) return -2;
+    p->chunk_maps = nu >= CHUNK_UNITS ? 1 : CHUNK_UNITS / nu;
+    if (shared) {
+        int64_t cap = TILES_MAX_BYTES / (n_masks * nu);
+        p->tile_maps = cap < 1 ? 1 : (cap < p->chunk_maps ? cap : p->chunk_maps);
+        const int64_t tile = p->tile_maps * nu;
+        p->tiles = buf_take(BUF_TILES, (size_t)(n_masks * tile));
+        if (!p->tiles) return -1;
+        memset(p->tiles, 0, (size_t)(n_masks * tile));
+        for (int64_t s = 0; s < n_seeds; s++) paint(&p->g, &p->seeds[s], p->tiles + p->seeds[s].mask * tile, 1);
+        for (int64_t m = 0; m < n_masks; m++)
+            for (int64_t r = 1; r < p->tile_maps; r++)
+                memcpy(p->tiles + m * tile + r * nu, p->tiles + m * tile, (size_t)nu);
+    }
+    return 0;
+}
+
+/* Exact number of dropped units over all masks (the union of each mask's boxes); -1 on allocation failure.
+ * Inclusion-exclusion over neighbours in the seed order: the sum of the boxes' volumes less the overlap of
+ * every two successive seeds of one mask is exact for masks of one or two seeds (computed without
+ * branches); the rare masks of three or more seeds are then painted into a byte buffer and counted. */
+int64_t db_plan_count(void *handle) {
+    const plan_t *p = (const plan_t *)handle;
+    const seed_t *sd = p->seeds;
+    const int64_t n = p->n_seeds;
+    int64_t total = 0;
+    for (int64_t s = 0; s < n; s++) total += volume(&sd[s]);
+    for (int64_t s = 0; s + 1 < n; s++) total -= (sd[s].mask == sd[s + 1].mask) * overlap(&sd[s], &sd[s + 1]);
+    unsigned char *buf = NULL;
+    for (int64_t s = 0; s + 2 < n; s++) {
+        if (sd[s].mask != sd[s + 2].mask) continue;
+        int64_t e = s + 3; /* seeds [s, e) share a mask; undo their terms above, add the painted union */
+        while (e < n && sd[e].mask == sd[s].mask) e++;
+        for (int64_t b = s; b < e; b++) total -= volume(&sd[b]) - (b + 1 < e ? overlap(&sd[b], &sd[b + 1]) : 0);
+        if (!buf && !(buf = calloc((size_t)p->g.n_units, 1))) return -1;
+        total += union_size(&p->g, &sd[s], e - s, buf);
+        s = e - 1;
+    }
+    free(buf);
+    return total;
+}
