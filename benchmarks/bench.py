@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 import dropblock
+from dropblock import _native
 
 from .cases import BACKWARD_FLOOR, BLOCK_SIZES, DROP_PROB, DTYPES, FLOOR, MODES, SHAPES_2D, SHAPES_3D, implementations
 from .timing import Config, Row, run_config, sampler_throughput
@@ -167,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             sampler.append(sampler_throughput(t, args.device, args.rounds, min_run_time))
     elapsed = time.perf_counter() - started
     print(markdown(rows, sampler, messages))
-    print(f"\n({elapsed:.0f} s; torch {torch.__version__}, {os.cpu_count()} CPUs)")
+    kernel = _native.status()
+    print(f"\n({elapsed:.0f} s; torch {torch.__version__}, {os.cpu_count()} CPUs; reference CPU kernel: "
+          f"{kernel.split(' (')[0]})")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": platform.machine(), "cpu_count": os.cpu_count(), "device": args.device,
             "cuda_device": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
             "quick": args.quick, "rounds": args.rounds, "min_run_time_s": min_run_time, "elapsed_s": elapsed,
-            "drop_prob": DROP_PROB, "messages": messages,
+            "drop_prob": DROP_PROB, "messages": messages, "cpu_kernel": kernel,
         }
         payload = {"meta": meta, "results": [r.to_json() for r in rows], "sampler": sampler}
         args.json.write_text(json.dumps(payload, indent=1))

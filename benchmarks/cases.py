@@ -2,7 +2,8 @@
 
 Implementations
 ---------------
-- ``ref:<preset>``: :func:`dropblock.functional.drop_block` under each preset (torch's default generator).
+- ``ref:<preset>``: :func:`dropblock.functional.drop_block` under each preset (torch's default generator);
+  ``ref:paper/torch-ops`` is the paper preset with the CPU kernel turned off (the fallback path).
 - ``torchvision``, ``timm``, ``original``: the peers through :func:`verification.adapters.load_adapter`
   (``torchvision.ops.drop_block2d``/``3d``, timm's ``timm/layers/drop.py`` ``drop_block_2d`` loaded by file
   path, ``dropblock`` 0.3.0 from its isolated folder). A peer that cannot be loaded is skipped and the
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import dropblock
+from dropblock import _native
 from dropblock.functional import drop_block
 
 SHAPES_2D = [(32, 256, 56, 56), (32, 512, 28, 28), (32, 1024, 14, 14), (32, 2048, 7, 7)]
@@ -143,8 +145,21 @@ def _peers(messages: list[str]) -> list[Impl]:
     return impls
 
 
+def _reference_torch_path(preset: str) -> Impl:
+    """The reference with its CPU kernel turned off: the torch-ops path, for a side-by-side ratio."""
+
+    def make(spatial_dims: int, k: int) -> Fn:
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            with _native.turned_off():
+                return drop_block(x, DROP_PROB, k, spatial_dims=spatial_dims, profile=preset)
+
+        return fn
+
+    return Impl(f"ref:{preset}/torch-ops", make, "reference", "the fallback path (no CPU kernel)")
+
+
 def implementations(include_peers: bool, messages: list[str]) -> list[Impl]:
-    refs = [_reference(p) for p in dropblock.preset_names()]
+    refs = [_reference(p) for p in dropblock.preset_names()] + [_reference_torch_path("paper")]
     base = _baselines()
     peers = _peers(messages) if include_peers else []
     return [base[0], *refs, *peers, base[1]]

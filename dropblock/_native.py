@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +50,7 @@ _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _state: str | None = None  # None: not tried yet
 _dtypes: set[torch.dtype] = set()  # dtypes the loaded kernel supports
+_off = 0  # > 0 inside turned_off()
 
 
 def _cache_dir() -> Path:
@@ -162,8 +165,22 @@ def status() -> str:
 
 
 def enabled() -> bool:
-    """True when the kernel is built and loaded (builds it on the first call)."""
-    return _load() is not None
+    """True when the kernel is built, loaded and not turned off (builds it on the first call)."""
+    return _off == 0 and _load() is not None
+
+
+@contextmanager
+def turned_off() -> Iterator[None]:
+    """Within the block, :mod:`dropblock.functional` takes the torch path (for side-by-side benchmarks).
+
+    Not thread-safe: it changes a module-wide switch.
+    """
+    global _off
+    _off += 1
+    try:
+        yield
+    finally:
+        _off -= 1
 
 
 def supports(src: torch.Tensor, out: torch.Tensor) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 from collections import defaultdict
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     chunks = [(preset, [SEED_STRIDE * j + s for s in range(i, min(i + 10, args.seeds))])
               for j, preset in enumerate(args.presets) for i in range(0, args.seeds, 10)]
     dtypes = args.dtypes.split(",")
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # spawned workers: a forked child of a process whose OpenMP threads have started hangs in its first
+    # parallel region (GNU libgomp, torch's runtime and the CPU kernel's)
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_seeds, preset, seeds, args.budget, args.alpha, dtypes) for preset, seeds in chunks]
         records = [rec for f in futures for rec in f.result()]
     rows, ok = summarise(records)

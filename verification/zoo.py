@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     names = args.only or ["PaperDense", *MUTANTS, *SCHEDULER_MUTANTS]
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # spawned workers: a forked child of a process whose OpenMP threads have started hangs in its first
+    # parallel region (GNU libgomp, torch's runtime and the CPU kernel's)
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_mutant, n, args.budget, args.seed, args.alpha) for n in names]
         rows = [f.result() for f in futures]
     elapsed = time.perf_counter() - start

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 import dropblock
-from dropblock import PRESETS, Profile, get_profile
+from dropblock import PRESETS, Profile, _native, get_profile
 
 from . import peers
 from .base import Adapter, AdapterUnavailable, Capabilities, profile_source
@@ -63,7 +63,8 @@ class ReferenceAdapter(Adapter):
             version=dropblock.__version__,
             profile=law,
             capabilities=caps,
-            description=f"dropblock.drop_block2d / drop_block3d(x, drop_prob, block_size, profile={label!r})",
+            description=(f"dropblock.drop_block2d / drop_block3d(x, drop_prob, block_size, profile={label!r}); "
+                         f"CPU kernel: {_native.status().split(' (')[0]}"),
         )
         self._law = law
 
