@@ -5,7 +5,9 @@ The kernel does for contiguous CPU tensors what :func:`dropblock._seeds._draw_po
 counts the dropped units exactly, then writes ``out = x * scale`` with the blocks set to +0 in one pass over
 the memory (chunks of maps scaled, then their blocks zeroed while they are in cache), on torch's OpenMP
 threads. Both paths draw the same uniforms from the caller's generator and apply the same IEEE operations,
-so both give the same output bit for bit (tested in ``tests/test_speed_equivalence.py``).
+so both give the same output bit for bit (tested in ``tests/test_speed_equivalence.py`` and
+``tests/test_kernel_edges.py``). NaN payloads are the exception: torch's own vectorised and scalar bfloat16
+conversions write different NaN bits, and the kernel writes the canonical ``0x7FC0``.
 
 It is built with the C compiler ``$CC`` (default ``cc``) into ``$DROPBLOCK_CACHE_DIR`` (default
 ``~/.cache/dropblock-conformance``), under a name derived from the source, the compiler and the CPU, so that
@@ -34,7 +36,7 @@ import torch
 from ._plan import BlockPlan, plan_blocks
 from ._seeds import _log_uniform_chunks
 
-__all__ = ["status", "enabled", "NativePlan", "supports"]
+__all__ = ["status", "enabled", "takes", "turned_off", "NativePlan", "supports"]
 
 _SOURCE_DIR = Path(__file__).with_name("_kernel")
 _SOURCES = ("plan.c", "apply.c")
@@ -51,6 +53,7 @@ _lib: ctypes.CDLL | None = None
 _state: str | None = None  # None: not tried yet
 _dtypes: set[torch.dtype] = set()  # dtypes the loaded kernel supports
 _off = 0  # > 0 inside turned_off()
+_INT32_MAX = 2**31 - 1  # the kernel's boxes hold int32 coordinates
 
 
 def _cache_dir() -> Path:
@@ -169,6 +172,11 @@ def enabled() -> bool:
     return _off == 0 and _load() is not None
 
 
+def takes(geometry) -> bool:
+    """True when the kernel handles maps of this geometry: every side and block side below 2**31 units."""
+    return all(a.length <= _INT32_MAX and a.block <= _INT32_MAX for a in geometry.axes)
+
+
 @contextmanager
 def turned_off() -> Iterator[None]:
     """Within the block, :mod:`dropblock.functional` takes the torch path (for side-by-side benchmarks).
@@ -219,6 +227,9 @@ class NativePlan:
         self._lib = lib
         self.geometry, self.sharing, self.batch, self.channels = geometry, sharing, batch, channels
         self.n_masks = {"none": batch * channels, "channel": batch, "batch": 1}[sharing]
+        if not takes(geometry) or self.n_masks < 1 or geometry.n_units < 1:
+            raise ValueError(f"the CPU kernel does not take {self.n_masks} masks of maps {geometry.sizes} "
+                             f"with blocks {geometry.blocks}")
         self._handle = lib.db_plan_begin(self.n_masks, _geometry_vector(geometry))
         if not self._handle:
             raise MemoryError("DropBlock CPU kernel: cannot allocate a block plan")
@@ -237,6 +248,8 @@ class NativePlan:
             The kernel could not allocate its tables.
         RuntimeError
             The kernel is not available (check :func:`enabled` first).
+        ValueError
+            A geometry the kernel does not take (see :func:`takes`), or no masks.
         """
         plan = cls(geometry, sharing, batch, channels)
         n_positions = plan.n_masks * geometry.n_seed_positions
@@ -266,7 +279,9 @@ class NativePlan:
         Raises
         ------
         RuntimeError
-            Seeds not increasing or outside the masks; the kernel is not available.
+            Seeds not increasing integers inside the masks; the kernel is not available.
+        ValueError
+            A geometry the kernel does not take (see :func:`takes`), or no masks.
         """
         plan = cls(geometry, sharing, batch, channels)
         plan._add(seeds.to(torch.float64).contiguous())

@@ -111,9 +111,10 @@ def _geometry_and_gamma(sizes: tuple[int, ...], block_size: int, profile: Profil
     return geometry, resolve_gamma(geometry, drop_prob, profile)
 
 
-def _use_native(x: torch.Tensor, out_dtype: torch.dtype) -> bool:
+def _use_native(x: torch.Tensor, out_dtype: torch.dtype, geometry: MapGeometry) -> bool:
     """The fused CPU kernel serves contiguous CPU inputs whose output keeps their dtype."""
-    return x.device.type == "cpu" and out_dtype == x.dtype and x.is_contiguous() and _native.enabled()
+    return (x.device.type == "cpu" and out_dtype == x.dtype and x.is_contiguous() and _native.takes(geometry)
+            and _native.enabled())
 
 
 class _DropBlockFunction(torch.autograd.Function):
@@ -213,7 +214,7 @@ def drop_block(
     out = None if inplace else _new_output(x, out_dtype)
     n_masks = {"none": n * c, "channel": n, "batch": 1}[prof.sharing]
     plan: _native.NativePlan | BlockPlan
-    if _use_native(x, out_dtype):
+    if _use_native(x, out_dtype, geometry):
         plan = _native.NativePlan.draw(gamma, generator, geometry, prof.sharing, n, c)
     else:
         seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)

@@ -59,6 +59,19 @@ static const loop_fn SCALE[4] = {scale_f32, scale_f64, F16_LOOP(scale), scale_bf
 static const loop_fn SELECT[4] = {select_f32, select_f64, F16_LOOP(select), select_bf16};
 static const int64_t ELEMENT_SIZE[4] = {4, 8, 2, 2};
 
+/* d = dropped ? +0 : d, for elements of es bytes (+0 is all bits zero in every float format). */
+#define ZERO_WHERE(T)                                                                                       \
+    for (int64_t i = 0; i < n; i++) ((T *)d)[i] = dr[i] ? (T)0 : ((T *)d)[i];
+static void zero_where(void *d, int64_t n, const unsigned char *dr, size_t es) {
+    if (es == 2) {
+        ZERO_WHERE(uint16_t)
+    } else if (es == 4) {
+        ZERO_WHERE(uint32_t)
+    } else {
+        ZERO_WHERE(uint64_t)
+    }
+}
+
 typedef struct {
     const plan_t *p;
     const char *src;
@@ -128,6 +141,9 @@ static void run_job(const job_t *j) {
     const seed_t *sd = p->seeds;
     const int64_t n = p->n_seeds, nu = p->g.n_units;
     const size_t es = (size_t)ELEMENT_SIZE[j->dtype];
+    /* In place with scale 1 the values are left as they are (as the torch path does: x * 1 would quiet
+     * signalling NaNs); only the blocks are zeroed. */
+    const int product = !(j->src == j->dst && j->scale == 1.0);
     int64_t s = lower_bound(sd, n, mask_of(j, j->map_lo));
     for (int64_t m = j->map_lo; m < j->map_hi;) {
         int64_t e = m + (p->tiles ? p->tile_maps : p->chunk_maps);
@@ -138,14 +154,17 @@ static void run_job(const job_t *j) {
         if (p->tiles) {
             const int64_t mask = mask_of(j, m);
             while (s < n && sd[s].mask < mask) s++;
-            if (s < n && sd[s].mask == mask)
-                SELECT[j->dtype](src, dst, (e - m) * nu, j->scale, p->tiles + mask * p->tile_maps * nu);
-            else
+            const unsigned char *tile = s < n && sd[s].mask == mask ? p->tiles + mask * p->tile_maps * nu : NULL;
+            if (tile && product)
+                SELECT[j->dtype](src, dst, (e - m) * nu, j->scale, tile);
+            else if (tile)
+                zero_where(dst, (e - m) * nu, tile, es);
+            else if (product)
                 SCALE[j->dtype](src, dst, (e - m) * nu, j->scale, NULL);
             m = e;
             continue;
         }
-        SCALE[j->dtype](src, dst, (e - m) * nu, j->scale, NULL);
+        if (product) SCALE[j->dtype](src, dst, (e - m) * nu, j->scale, NULL);
         while (s < n && sd[s].mask < e) {
             int64_t q = s + 1;
             while (q < n && sd[q].mask == sd[s].mask) q++;
@@ -158,8 +177,8 @@ static void run_job(const job_t *j) {
 
 /* out = src * scale with every unit of every block set to +0, for contiguous (n_maps, *sizes) tensors of
  * one dtype (dst may equal src); map m uses mask m (sharing 0), m / channels (1) or 0 (2). Maps are split
- * into n_threads contiguous ranges, run on OpenMP threads. Returns 0, or -3 on an unsupported dtype or a map count that does not
- * fit the plan. */
+ * into n_threads contiguous ranges, run on OpenMP threads. Returns 0, or -3 on an unsupported dtype or a
+ * map count that does not fit the plan. */
 int db_plan_apply(void *handle, const void *src, void *dst, int dtype, int64_t n_maps, int64_t channels,
                   int sharing, double scale, int n_threads) {
     const plan_t *p = (const plan_t *)handle;

@@ -5,7 +5,7 @@
  * Loaded through ctypes by dropblock/_native.py, which compiles it on first use; the pure-torch path in
  * dropblock/_plan.py computes the same numbers and is the fallback. Both turn the same uniforms into the
  * same fired seeds (flat float64 indices into (n_masks, *seed_shape), increasing) with the same IEEE
- * operations, so for a given generator state both give the same output, bit for bit.
+ * operations, so for a given generator state both give the same output, bit for bit (NaN payloads aside).
  *
  * Geometry (int64 g[16]): g[0] = per_map (seed positions per mask), g[1] = n_units (units per map), then for
  * 3 axes (2D maps get a leading axis of length 1) g[2 + 4a ..] = length, block, n_seeds, offset. The seed at

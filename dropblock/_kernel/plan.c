@@ -27,7 +27,7 @@ static void decode(const geom_t *g, double seed, seed_t *out) {
         int64_t c = 0;
         if (g->nseed[a] > 1) {
             uint64_t n = (uint64_t)g->nseed[a];
-            uint64_t q = r <= UINT32_MAX ? (uint32_t)r / (uint32_t)n : r / n;
+            uint64_t q = r <= UINT32_MAX && n <= UINT32_MAX ? (uint32_t)r / (uint32_t)n : r / n;
             c = (int64_t)(r - q * n);
             r = q;
         }
@@ -128,11 +128,17 @@ void db_plan_free(void *handle) {
     free(p);
 }
 
-/* An empty plan for n_masks masks of geometry gv; NULL on allocation failure. */
+/* An empty plan for n_masks masks of geometry gv; NULL on allocation failure, for no masks or empty maps,
+ * and for axes longer than INT32_MAX units (the boxes hold int32 coordinates). */
 void *db_plan_begin(int64_t n_masks, const int64_t *gv) {
+    geom_t g;
+    read_geom(gv, &g);
+    if (n_masks < 1 || g.n_units < 1 || g.per_map < 1) return NULL;
+    for (int a = 0; a < 3; a++)
+        if (g.len[a] > INT32_MAX || g.blk[a] > INT32_MAX) return NULL;
     plan_t *p = calloc(1, sizeof(plan_t));
     if (!p) return NULL;
-    read_geom(gv, &p->g);
+    p->g = g;
     p->n_masks = n_masks;
     return p;
 }
@@ -203,13 +209,15 @@ int db_plan_finish(void *handle, int shared) {
     const double *flat = p->flat;
     p->seeds = buf_take(BUF_SEEDS, sizeof(seed_t) * (size_t)(n_seeds > 0 ? n_seeds : 1));
     if (!p->seeds) return -1;
+    /* Increasing integers in [0, n_masks * per_map), checked in double before any conversion. */
+    if (n_seeds && !(flat[0] >= 0 && flat[n_seeds - 1] < (double)n_masks * (double)p->g.per_map)) return -2;
     int bad = 0;
 #pragma omp parallel for schedule(static) reduction(| : bad) if (n_seeds > PARALLEL_DECODE_FROM)
     for (int64_t s = 0; s < n_seeds; s++) {
-        bad |= s > 0 && !(flat[s] > flat[s - 1]);
+        bad |= (s > 0 && !(flat[s] > flat[s - 1])) || flat[s] != floor(flat[s]);
         decode(&p->g, flat[s], &p->seeds[s]);
     }
-    if (bad || (n_seeds && (flat[0] < 0 || p->seeds[n_seeds - 1].mask >= n_masks))) return -2;
+    if (bad) return -2;
     p->chunk_maps = nu >= CHUNK_UNITS ? 1 : CHUNK_UNITS / nu;
     if (shared) {
         int64_t cap = TILES_MAX_BYTES / (n_masks * nu);
