@@ -43,7 +43,7 @@ _SOURCES = ("plan.c", "apply.c")
 _HEADERS = ("kernel.h",)
 _DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 _SHARING_CODE = {"none": 0, "channel": 1, "batch": 2}
-# Compiler flags, best first: OpenMP threads (torch's own runtime, see _kernel.c) and this CPU's vector units.
+# Compiler flags, best first: OpenMP threads (torch's own runtime, see _kernel/apply.c), this CPU's vector units.
 _FLAG_SETS: tuple[list[str], ...] = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], [])
 # Below this many elements the product runs on one thread (starting threads costs more than it saves).
 _THREAD_FROM = 1 << 16
