@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
@@ -9,11 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.benchmark import Timer
 
 from dropblock.functional import drop_block
 
 from .cases import BACKWARD_FLOOR, DROP_PROB, DTYPES, FLOOR, Fn, Impl, Skip
+
+# torch.utils.benchmark (imported where it is used) imports torch.utils.cpp_extension, which warns on every
+# CPU-only machine that no CUDA runtime is found; the benchmark compiles nothing through it.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 # ----------------------------------------------------------------------------------------------- timing
@@ -82,6 +86,8 @@ def _cuda_clock() -> float:
 
 def _time(stmt: Callable[[], object], threads: int, min_run_time: float, device: str = "cpu") -> float:
     """Median milliseconds per call; on CUDA the clock synchronizes the device before every reading."""
+    from torch.utils.benchmark import Timer
+
     clock = _cuda_clock if torch.device(device).type == "cuda" else time.perf_counter
     timer = Timer("stmt()", globals={"stmt": stmt}, num_threads=threads, timer=clock)
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
