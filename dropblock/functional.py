@@ -14,6 +14,10 @@ Algorithm (Ghiasi, Lin & Le 2018, Algorithm 1, with the profile's choices):
 
 Dropped units are exactly zero whatever ``x`` holds there (``inf``/``NaN`` included); kept units carry
 ``x * scale``, so non-finite inputs flow through kept units only.
+
+Steps 2-4 run in the fused CPU kernel (:mod:`dropblock._native`) for contiguous CPU inputs whose output keeps
+their dtype, and as torch operations otherwise (CUDA, other layouts, no C compiler); both draw the same
+seeds from the same uniforms and give the same output.
 """
 
 from __future__ import annotations
