@@ -16,10 +16,10 @@ precision rounding, subnormals, ``inf``/``NaN``, in-place products. The last tes
 from __future__ import annotations
 
 import contextlib
-import math
 
 import pytest
 import torch
+from oracle import direct_seeds, slow_dropped
 
 import dropblock._native as native
 import dropblock._seeds as seeds_mod
@@ -60,42 +60,6 @@ def _threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-# ------------------------------------------------------------------------------------------- direct oracle
-def _direct_seeds(n_positions: int, gamma: float, generator: torch.Generator) -> list[int]:
-    """Fired seeds by the inversion formula written out plainly (the sampler's chunk sizes)."""
-    if n_positions <= 0 or gamma <= 0.0:
-        return []
-    if gamma >= 1.0:
-        return list(range(n_positions))
-    log_q = math.log1p(-gamma)
-    found: list[int] = []
-    position = -1.0
-    while True:
-        mean = (n_positions - 1 - position) * gamma
-        u = torch.rand(int(mean + 6.0 * math.sqrt(mean + 1.0) + 16), dtype=torch.float64, generator=generator)
-        pos = (torch.cumsum(torch.floor(torch.log1p(-u) / log_q) + 1.0, 0) + position).tolist()
-        for value in pos:
-            if value >= n_positions:
-                return found
-            found.append(int(value))
-        position = pos[-1]
-
-
-def _dropped_mask(seeds: list[int], geometry, n_masks: int) -> torch.Tensor:
-    """Bool ``(n_masks, *sizes)``: the block of every seed painted one by one."""
-    dropped = torch.zeros((n_masks, *geometry.sizes), dtype=torch.bool)
-    per_map = geometry.n_seed_positions
-    for s in seeds:
-        m, rest = divmod(s, per_map)
-        coords = []
-        for axis in reversed(geometry.axes):
-            rest, c = divmod(rest, axis.n_seeds)
-            coords.append(c)
-        box = [slice(*axis.block_range(c)) for axis, c in zip(geometry.axes, reversed(coords))]
-        dropped[(m, *box)] = True
-    return dropped
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -173,9 +137,9 @@ def _check(monkeypatch, shape, drop_prob, block_size, profile, *, dtype=torch.fl
     assert seeds.numel() == 0 or bool((seeds[1:] > seeds[:-1]).all())
     seed_list = [int(v) for v in seeds.tolist()]
     if same_seeds_as_oracle:
-        want = _direct_seeds(n_masks * geometry.n_seed_positions, gamma, torch.Generator().manual_seed(seed))
+        want = direct_seeds(n_masks * geometry.n_seed_positions, gamma, torch.Generator().manual_seed(seed))
         assert seed_list == want, where
-    dropped = _dropped_mask(seed_list, geometry, n_masks)
+    dropped = slow_dropped(seed_list, geometry, n_masks)
     assert plan.n_dropped == int(dropped.sum()), where
 
     full = dropped.view({"none": (n, c), "channel": (n, 1), "batch": (1, 1)}[prof.sharing] + sizes).expand(x.shape)
@@ -352,7 +316,7 @@ def test_plan_with_seeds_at_mask_boundaries():
             seeds = torch.tensor(picks, dtype=torch.float64)
             kplan = native.NativePlan.from_seeds(seeds, geometry, sharing, n, c)
             tplan = plan_blocks(seeds, geometry, sharing, n, c)
-            assert kplan.n_dropped == tplan.n_dropped == int(_dropped_mask(picks, geometry, n_masks).sum())
+            assert kplan.n_dropped == tplan.n_dropped == int(slow_dropped(picks, geometry, n_masks).sum())
             x = _input((n, c, *sizes), torch.float32, 0)
             _assert_bitwise(kplan.apply_(x, 1.5, torch.empty_like(x)), tplan.apply_(x, 1.5, torch.empty_like(x)))
             y, z = x.clone(), x.clone()

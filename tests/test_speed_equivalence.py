@@ -18,6 +18,7 @@ import math
 
 import pytest
 import torch
+from oracle import direct_seeds, slow_dropped
 
 from dropblock import PRESETS, _native, functional, get_profile
 from dropblock._sampling import sample_seeds
@@ -42,44 +43,6 @@ def backend(request, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------- slow oracle
-def _direct_seeds(n_positions: int, gamma: float, generator: torch.Generator, device) -> list[int]:
-    """Fired seeds by the inversion formula written out plainly (no in-place ops, no prefix search)."""
-    if n_positions <= 0 or gamma <= 0.0:
-        return []
-    if gamma >= 1.0:
-        return list(range(n_positions))
-    log_q = math.log1p(-gamma)
-    found: list[int] = []
-    position = -1.0
-    while True:
-        mean = (n_positions - 1 - position) * gamma
-        n_draw = int(mean + 6.0 * math.sqrt(mean + 1.0) + 16)
-        u = torch.rand(n_draw, dtype=torch.float64, device=device, generator=generator)
-        gaps = torch.floor(torch.log1p(-u) / log_q) + 1.0
-        pos = (torch.cumsum(gaps, 0) + position).tolist()
-        for value in pos:
-            if value >= n_positions:
-                return found
-            found.append(int(value))
-        position = pos[-1]
-
-
-def _slow_dropped(seeds: list[int], geometry, n_masks: int) -> torch.Tensor:
-    """Bool mask ``(n_masks, *sizes)``: every block of every seed painted by an explicit loop."""
-    dropped = torch.zeros((n_masks, *geometry.sizes), dtype=torch.bool)
-    per_map = geometry.n_seed_positions
-    for s in seeds:
-        m, rest = divmod(s, per_map)
-        coords = []
-        for axis in reversed(geometry.axes):
-            rest, c = divmod(rest, axis.n_seeds)
-            coords.append(c)
-        coords.reverse()
-        box = [slice(*axis.block_range(c)) for axis, c in zip(geometry.axes, coords)]
-        dropped[(m, *box)] = True
-    return dropped
-
-
 def _slow_reference(x, drop_prob, block_size, profile, spatial_dims, state, device):
     """(output, dropped mask expanded to x's shape, scale, generator state after the draw)."""
     prof = get_profile(profile)
@@ -90,8 +53,8 @@ def _slow_reference(x, drop_prob, block_size, profile, spatial_dims, state, devi
     n_masks = {"none": n * c, "channel": n, "batch": 1}[prof.sharing]
     gen = torch.Generator(device=device)
     gen.set_state(state)
-    seeds = _direct_seeds(n_masks * geometry.n_seed_positions, gamma, gen, device)
-    dropped = _slow_dropped(seeds, geometry, n_masks)
+    seeds = direct_seeds(n_masks * geometry.n_seed_positions, gamma, gen, device)
+    dropped = slow_dropped(seeds, geometry, n_masks)
     mask_len = dropped.numel()
     kept = mask_len - int(dropped.sum())
     scale = 1.0
@@ -249,7 +212,7 @@ def test_sampler_is_the_inversion_formula():
         a = torch.Generator().manual_seed(n)
         b = torch.Generator().manual_seed(n)
         fast = sample_seeds(n, gamma, device=torch.device("cpu"), generator=a)
-        slow = _direct_seeds(n, gamma, b, "cpu")
+        slow = direct_seeds(n, gamma, b, "cpu")
         assert fast.dtype == torch.int64 and fast.tolist() == slow
         assert torch.equal(a.get_state(), b.get_state())
 
