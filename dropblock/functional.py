@@ -8,7 +8,7 @@ Algorithm (Ghiasi, Lin & Le 2018, Algorithm 1, with the profile's choices):
 3. Each fired seed drops its block; the union is the block mask. It is never materialised at full size:
    the blocks are painted straight into the output through strided views (or, for masks that broadcast
    over channels or over whole maps, cleared by one broadcast pass over the output), and the dropped units
-   are counted exactly from the blocks (see :mod:`dropblock._sampling`).
+   are counted exactly from the blocks (see :mod:`dropblock._sampling` and :mod:`dropblock._plan`).
 4. ``out = x * scale`` with ``scale = numel(mask) / (count_kept(mask) + eps)`` (``normalize="global"``),
    computed from int64 counts in float64; then the dropped units of ``out`` are set to zero.
 
