@@ -35,6 +35,7 @@ import torch
 
 from ._plan import BlockPlan, plan_blocks
 from ._seeds import _log_uniform_chunks
+from .law import mask_count
 
 __all__ = ["status", "enabled", "takes", "turned_off", "NativePlan", "supports"]
 
@@ -226,7 +227,7 @@ class NativePlan:
             raise RuntimeError(f"the CPU kernel is {status()}")
         self._lib = lib
         self.geometry, self.sharing, self.batch, self.channels = geometry, sharing, batch, channels
-        self.n_masks = {"none": batch * channels, "channel": batch, "batch": 1}[sharing]
+        self.n_masks = mask_count(sharing, batch, channels)
         if not takes(geometry) or self.n_masks < 1 or geometry.n_units < 1:
             raise ValueError(f"the CPU kernel does not take {self.n_masks} masks of maps {geometry.sizes} "
                              f"with blocks {geometry.blocks}")
@@ -307,10 +308,6 @@ class NativePlan:
         handle, self._handle = getattr(self, "_handle", None), None
         if handle:
             self._lib.db_plan_free(handle)
-
-    @property
-    def empty(self) -> bool:
-        return self.n_dropped == 0
 
     @property
     def seeds(self) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch
 
 from ._paint import _Seeds
 from ._tables import _geometry_tables, _GeometryTables, _pair_overlaps
-from .law import MapGeometry
+from .law import MapGeometry, mask_count
 
 # Chunk size of the fused product + zeroing, and the size from which chunking pays for its extra calls.
 _CHUNK_BYTES = 4 << 20
@@ -177,8 +177,7 @@ def plan_blocks(seeds: torch.Tensor, geometry: MapGeometry, sharing: str, batch:
     ones = (1,) * len(sizes)
 
     if sharing != "none":
-        n_masks = batch if sharing == "channel" else 1
-        dropped = torch.zeros((n_masks, 1, *sizes), dtype=torch.bool, device=device)
+        dropped = torch.zeros((mask_count(sharing, batch, channels), 1, *sizes), dtype=torch.bool, device=device)
         _Seeds(maps, positions, geometry, tables, split=False).fill_(dropped, True)
         return BlockPlan(int(torch.count_nonzero(dropped)), dropped=dropped, channels=channels)
     if per_map == 1:

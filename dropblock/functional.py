@@ -30,7 +30,7 @@ import torch
 
 from . import _native
 from ._sampling import BlockPlan, _draw_positions, plan_blocks
-from .law import MapGeometry, map_geometry, resolve_gamma
+from .law import MapGeometry, map_geometry, mask_count, resolve_gamma
 from .profiles import Profile, get_profile
 
 __all__ = ["drop_block", "drop_block2d", "drop_block3d", "check_drop_prob", "check_block_size"]
@@ -216,7 +216,7 @@ def drop_block(
     # The output is allocated before the sampler's temporaries, so that it can reuse the memory of a freed
     # tensor of the same size rather than fresh pages.
     out = None if inplace else _new_output(x, out_dtype)
-    n_masks = {"none": n * c, "channel": n, "batch": 1}[prof.sharing]
+    n_masks = mask_count(prof.sharing, n, c)
     plan: _native.NativePlan | BlockPlan
     if _use_native(x, out_dtype, geometry):
         plan = _native.NativePlan.draw(gamma, generator, geometry, prof.sharing, n, c)

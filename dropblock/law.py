@@ -37,6 +37,7 @@ __all__ = [
     "exact_gamma",
     "resolve_gamma",
     "expected_drop_fraction",
+    "mask_count",
 ]
 
 
@@ -102,6 +103,12 @@ class MapGeometry:
                     new[n1 * n2] += w1 * w2
             hist = new
         return dict(hist)
+
+
+def mask_count(sharing: str, batch: int, channels: int) -> int:
+    """Number of independent masks of an ``(N, C, ...)`` input: ``N * C`` (``sharing="none"``, one per map,
+    paper Algorithm 1), ``N`` (``"channel"``, one per sample shared by its channels) or 1 (``"batch"``)."""
+    return {"none": batch * channels, "channel": batch, "batch": 1}[sharing]
 
 
 def _effective_blocks(sizes: tuple[int, ...], block_size: int, profile: Profile) -> tuple[int, ...]:
