@@ -16,6 +16,7 @@ Implementations
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,10 +56,18 @@ class Skip(Exception):
     """The implementation does not run on this configuration (the message says why)."""
 
 
-def _reference(preset: str) -> Impl:
-    def make(spatial_dims: int, k: int) -> Fn:
-        return lambda x: drop_block(x, DROP_PROB, k, spatial_dims=spatial_dims, profile=preset)
+def _reference(preset: str, torch_ops: bool = False) -> Impl:
+    """The reference under ``preset``; with ``torch_ops`` its CPU kernel is turned off (the fallback path)."""
 
+    def make(spatial_dims: int, k: int) -> Fn:
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            with _native.turned_off() if torch_ops else contextlib.nullcontext():
+                return drop_block(x, DROP_PROB, k, spatial_dims=spatial_dims, profile=preset)
+
+        return fn
+
+    if torch_ops:
+        return Impl(f"ref:{preset}/torch-ops", make, "reference", "the fallback path (no CPU kernel)")
     return Impl(f"ref:{preset}", make, "reference", f"dropblock {dropblock.__version__}")
 
 
@@ -145,21 +154,8 @@ def _peers(messages: list[str]) -> list[Impl]:
     return impls
 
 
-def _reference_torch_path(preset: str) -> Impl:
-    """The reference with its CPU kernel turned off: the torch-ops path, for a side-by-side ratio."""
-
-    def make(spatial_dims: int, k: int) -> Fn:
-        def fn(x: torch.Tensor) -> torch.Tensor:
-            with _native.turned_off():
-                return drop_block(x, DROP_PROB, k, spatial_dims=spatial_dims, profile=preset)
-
-        return fn
-
-    return Impl(f"ref:{preset}/torch-ops", make, "reference", "the fallback path (no CPU kernel)")
-
-
 def implementations(include_peers: bool, messages: list[str]) -> list[Impl]:
-    refs = [_reference(p) for p in dropblock.preset_names()] + [_reference_torch_path("paper")]
+    refs = [_reference(p) for p in dropblock.preset_names()] + [_reference("paper", torch_ops=True)]
     base = _baselines()
     peers = _peers(messages) if include_peers else []
     return [base[0], *refs, *peers, base[1]]
