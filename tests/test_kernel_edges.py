@@ -275,6 +275,35 @@ def test_draws_that_span_many_chunks_of_uniforms(monkeypatch):
     assert sizes[-1] > 1024, sizes
 
 
+def test_draws_decoded_partly_while_drawn_and_partly_on_threads(monkeypatch):
+    """A first chunk of a few uniforms is decoded and counted as it is drawn; the next one brings over 65536
+    seeds, which are decoded afterwards on OpenMP threads: the count's terms join across the two."""
+
+    def two_chunks(n_positions, gamma, device, generator):
+        position = -1.0
+        first = True
+        while True:
+            n = 50 if first else int((n_positions - 1 - position) * gamma * 1.1) + 64
+            first = False
+            u = torch.rand(n, dtype=torch.float64, device=device, generator=generator)
+            position = yield u.neg_().log1p_()
+
+    monkeypatch.setattr(native, "_log_uniform_chunks", two_chunks)
+    monkeypatch.setattr(seeds_mod, "_log_uniform_chunks", two_chunks)
+    monkeypatch.setattr(native, "_THREAD_FROM", 1)
+    x = torch.empty(64, 2, 96, 96).uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(2))
+    # Under "dense" (gamma 8/9) successive seeds, the two across the chunks included, are mostly neighbours
+    # whose blocks overlap.
+    dense = CUSTOM["all_none"].replace(gamma_scale=8.0, name="dense")
+    for profile, k, p in [("paper", 3, 0.9), ("all_none", 2, 0.95), ("timm", 1, 0.9), (dense, 3, 1.0)]:
+        with _threads(2):
+            out_k, out_t, plan = _run_both(monkeypatch, x, p, k, _profile(profile), seed=k)
+        _assert_bitwise(out_k, out_t)
+        assert plan.seeds.numel() > 65536 + 50
+        zeros = int((out_k == 0).sum())
+        assert plan.n_dropped * (2 if _profile(profile).sharing == "channel" else 1) == zeros  # x has no 0
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_empty_and_full_plans(monkeypatch, dtype):
     """No seed at all (scale 1), every unit dropped (scale 0), and gamma clipped to 1 (every seed fires)."""

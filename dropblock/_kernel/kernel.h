@@ -35,13 +35,21 @@ typedef struct {
 } seed_t;
 
 
+/* Units of a seed's box. */
+static inline int64_t box_volume(const seed_t *b) {
+    return (int64_t)(b->hi[0] - b->lo[0]) * (b->hi[1] - b->lo[1]) * (b->hi[2] - b->lo[2]);
+}
+
 /* A plan: the fired seeds of one draw, decoded, and the byte masks the product reads. */
 typedef struct {
     geom_t g;
     int64_t n_masks;
     int64_t n_seeds, capacity;
     double *flat;         /* the seeds' flat indices, increasing (as drawn) */
-    seed_t *seeds;        /* decoded by db_plan_finish, in the same order */
+    seed_t *seeds;        /* decoded, in the same order (capacity as flat) */
+    int64_t n_decoded;    /* seeds [0, n_decoded) are decoded and counted */
+    int64_t terms;        /* their volumes less the overlaps of successive seeds of one mask */
+    int triple;           /* some mask has three or more of them */
     int64_t chunk_maps;   /* maps per chunk of the product (about CHUNK_UNITS units) */
     unsigned char *tiles; /* masks shared by maps: (n_masks, tile_maps, n_units) bytes, each mask repeated */
     int64_t tile_maps;

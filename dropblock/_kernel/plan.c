@@ -16,14 +16,20 @@ static void read_geom(const int64_t *g, geom_t *out) {
     }
 }
 
-/* Decode a flat seed index (an integer held exactly in a double, below 2**53). The mask index is taken in
- * double precision: floor(a / b) is exact for integers a, b below 2**53 (the rounding error of a / b is
- * smaller than the distance 1 / b to the next integer), and faster than 64-bit integer division. */
-static void decode(const geom_t *g, double seed, seed_t *out) {
+/* Decode a flat seed index (an integer held exactly in a double, below 2**53) on axes [first, 3) (axes before
+ * first have length 1: their box is [0, 1)). The mask index is taken in double precision: floor(a / b) is
+ * exact for integers a, b below 2**53 (the rounding error of a / b is smaller than the distance 1 / b to the
+ * next integer), and faster than 64-bit integer division. */
+static inline __attribute__((always_inline)) void decode_axes(const geom_t *g, double seed, seed_t *out,
+                                                                const int first) {
     double mask = g->per_map == 1 ? seed : floor(seed / (double)g->per_map);
     uint64_t r = (uint64_t)(seed - mask * (double)g->per_map);
     out->mask = (int64_t)mask;
-    for (int a = 2; a >= 0; a--) {
+    for (int a = 0; a < first; a++) {
+        out->lo[a] = 0;
+        out->hi[a] = 1;
+    }
+    for (int a = 2; a >= first; a--) {
         int64_t c = 0;
         if (g->nseed[a] > 1) {
             uint64_t n = (uint64_t)g->nseed[a];
@@ -41,8 +47,11 @@ static void decode(const geom_t *g, double seed, seed_t *out) {
     }
 }
 
-static int64_t volume(const seed_t *b) {
-    return (int64_t)(b->hi[0] - b->lo[0]) * (b->hi[1] - b->lo[1]) * (b->hi[2] - b->lo[2]);
+static void decode(const geom_t *g, double seed, seed_t *out) { decode_axes(g, seed, out, 0); }
+
+/* 1 when axis 0 is a leading axis of length 1 (2D maps): decoding and counting can skip it. */
+static int flat_axis0(const geom_t *g) {
+    return g->len[0] == 1 && g->blk[0] == 1 && g->nseed[0] == 1 && g->off[0] == 0;
 }
 
 /* Units shared by two boxes (written without branches: it runs for every pair of successive seeds). */
@@ -148,13 +157,67 @@ static int reserve(plan_t *p, int64_t more) {
     int64_t cap = p->capacity ? 2 * p->capacity : 1024;
     if (cap < p->n_seeds + more) cap = p->n_seeds + more;
     double *flat = buf_take(BUF_FLAT, sizeof(double) * (size_t)cap);
-    if (!flat) return -1;
+    seed_t *seeds = buf_take(BUF_SEEDS, sizeof(seed_t) * (size_t)cap);
+    if (!flat || !seeds) {
+        buf_give(BUF_FLAT, flat);
+        buf_give(BUF_SEEDS, seeds);
+        return -1;
+    }
     if (p->n_seeds) memcpy(flat, p->flat, sizeof(double) * (size_t)p->n_seeds);
+    if (p->n_decoded) memcpy(seeds, p->seeds, sizeof(seed_t) * (size_t)p->n_decoded);
     buf_give(BUF_FLAT, p->flat);
+    buf_give(BUF_SEEDS, p->seeds);
     p->flat = flat;
+    p->seeds = seeds;
     p->capacity = cap;
     return 0;
 }
+
+/* The count's terms of seed s (decoded, as is seed s - 1) on axes [first, 3): its volume less its overlap
+ * with the previous seed when both are in one mask (branch-free: it runs for every seed). */
+static inline __attribute__((always_inline)) int64_t terms_axes(const seed_t *sd, int64_t s, const int first) {
+    int64_t vol = 1, ov = 1;
+    for (int a = first; a < 3; a++) {
+        vol *= sd[s].hi[a] - sd[s].lo[a];
+        if (s > 0) {
+            int32_t lo = sd[s].lo[a] > sd[s - 1].lo[a] ? sd[s].lo[a] : sd[s - 1].lo[a];
+            int32_t hi = sd[s].hi[a] < sd[s - 1].hi[a] ? sd[s].hi[a] : sd[s - 1].hi[a];
+            int32_t side = hi - lo;
+            ov *= side > 0 ? side : 0;
+        }
+    }
+    return s > 0 ? vol - (sd[s].mask == sd[s - 1].mask) * ov : vol;
+}
+
+static int64_t terms_of(const seed_t *sd, int64_t s) { return terms_axes(sd, s, 0); }
+
+/* Decode seeds [from, to) of valid flat indices, serially, and add their terms to the running count. */
+static inline __attribute__((always_inline)) void decode_count(plan_t *p, int64_t from, int64_t to,
+                                                                const int first) {
+    const geom_t g = p->g; /* a local copy: the stores into seeds cannot alias it */
+    const double *flat = p->flat;
+    seed_t *sd = p->seeds;
+    int64_t terms = 0;
+    int triple = 0;
+    for (int64_t s = from; s < to; s++) {
+        decode_axes(&g, flat[s], &sd[s], first);
+        terms += terms_axes(sd, s, first);
+        triple |= s >= 2 && sd[s].mask == sd[s - 2].mask;
+    }
+    p->terms += terms;
+    p->triple |= triple;
+    p->n_decoded = to;
+}
+
+static void decode_range(plan_t *p, int64_t from, int64_t to) {
+    if (flat_axis0(&p->g))
+        decode_count(p, from, to, 1);
+    else
+        decode_count(p, from, to, 0);
+}
+
+/* Seeds from which decoding runs on OpenMP threads (below, waking the threads costs more than it saves). */
+#define PARALLEL_DECODE_FROM (1 << 16)
 
 /* Append the seeds drawn from one chunk of log-uniforms l[i] = log1p(-u[i]) (as torch computes them): the
  * gaps between successive fired seeds are floor(l[i] / log_q) + 1 (geometric, log_q = log(1 - gamma)) and
@@ -174,7 +237,11 @@ int db_plan_extend(void *handle, const double *l, int64_t n, double log_q, doubl
         if (pos >= n_positions) break;
         out[i] = pos;
     }
+    /* Fewer than PARALLEL_DECODE_FROM new seeds are decoded and counted here, while they are in cache;
+     * more are left to db_plan_finish, which decodes them on several threads. */
+    const int64_t first = p->n_seeds;
     p->n_seeds += i;
+    if (p->n_decoded == first && i < PARALLEL_DECODE_FROM) decode_range(p, first, p->n_seeds);
     if (i < n) return 1;
     *position = pos;
     return 0;
@@ -197,27 +264,40 @@ void db_plan_seeds(void *handle, double *out) {
     if (p->n_seeds) memcpy(out, p->flat, sizeof(double) * (size_t)p->n_seeds);
 }
 
-/* Seeds from which decoding runs on OpenMP threads (below, waking the threads costs more than it saves). */
-#define PARALLEL_DECODE_FROM (1 << 16)
-
-/* Decode the seeds into boxes and, with shared != 0, paint the masks into tiles (masks that many maps share
- * are applied by a select per unit). Returns 0, -1 (allocation failure) or -2 (a seed outside the n_masks
- * masks, or seeds not increasing). */
+/* Decode the seeds not yet decoded (given ones, or a large draw) and, with shared != 0, paint the masks into
+ * tiles (masks that many maps share are applied by a select per unit). Returns 0, -1 (allocation failure) or
+ * -2 (a seed outside the n_masks masks, or seeds not increasing). */
 int db_plan_finish(void *handle, int shared) {
     plan_t *p = (plan_t *)handle;
-    const int64_t n_seeds = p->n_seeds, n_masks = p->n_masks, nu = p->g.n_units;
+    if (!p->seeds && reserve(p, 1) != 0) return -1; /* the buffers exist even for an empty plan */
+    const int64_t n_seeds = p->n_seeds, n_masks = p->n_masks, nu = p->g.n_units, from = p->n_decoded;
     const double *flat = p->flat;
-    p->seeds = buf_take(BUF_SEEDS, sizeof(seed_t) * (size_t)(n_seeds > 0 ? n_seeds : 1));
-    if (!p->seeds) return -1;
-    /* Increasing integers in [0, n_masks * per_map), checked in double before any conversion. */
-    if (n_seeds && !(flat[0] >= 0 && flat[n_seeds - 1] < (double)n_masks * (double)p->g.per_map)) return -2;
-    int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad) if (n_seeds > PARALLEL_DECODE_FROM)
-    for (int64_t s = 0; s < n_seeds; s++) {
-        bad |= (s > 0 && !(flat[s] > flat[s - 1])) || flat[s] != floor(flat[s]);
-        decode(&p->g, flat[s], &p->seeds[s]);
+    /* Increasing integers in [0, n_masks * per_map), checked in double before any conversion (drawn seeds
+     * decoded by db_plan_extend are so by construction). */
+    if (from < n_seeds) {
+        if (!(flat[from] >= 0 && flat[n_seeds - 1] < (double)n_masks * (double)p->g.per_map)) return -2;
+        if (from > 0 && !(flat[from] > flat[from - 1])) return -2;
+        const geom_t g = p->g;
+        seed_t *sd = p->seeds;
+        int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (n_seeds - from > PARALLEL_DECODE_FROM)
+        for (int64_t s = from; s < n_seeds; s++) {
+            bad |= (s > from && !(flat[s] > flat[s - 1])) || flat[s] != floor(flat[s]);
+            decode(&g, flat[s], &sd[s]);
+        }
+        if (bad) return -2;
+        int64_t terms = 0;
+        int triple = 0;
+#pragma omp parallel for schedule(static) reduction(+ : terms) reduction(| : triple) \
+    if (n_seeds - from > PARALLEL_DECODE_FROM)
+        for (int64_t s = from; s < n_seeds; s++) {
+            terms += terms_of(sd, s);
+            triple |= s >= 2 && sd[s].mask == sd[s - 2].mask;
+        }
+        p->terms += terms;
+        p->triple |= triple;
+        p->n_decoded = n_seeds;
     }
-    if (bad) return -2;
     p->chunk_maps = nu >= CHUNK_UNITS ? 1 : CHUNK_UNITS / nu;
     if (shared) {
         int64_t cap = TILES_MAX_BYTES / (n_masks * nu);
@@ -236,21 +316,20 @@ int db_plan_finish(void *handle, int shared) {
 
 /* Exact number of dropped units over all masks (the union of each mask's boxes); -1 on allocation failure.
  * Inclusion-exclusion over neighbours in the seed order: the sum of the boxes' volumes less the overlap of
- * every two successive seeds of one mask is exact for masks of one or two seeds (computed without
- * branches); the rare masks of three or more seeds are then painted into a byte buffer and counted. */
+ * every two successive seeds of one mask (the terms summed as the seeds were decoded) is exact for masks of
+ * one or two seeds; the rare masks of three or more seeds are then painted into a byte buffer and counted. */
 int64_t db_plan_count(void *handle) {
     const plan_t *p = (const plan_t *)handle;
     const seed_t *sd = p->seeds;
-    const int64_t n = p->n_seeds;
-    int64_t total = 0;
-    for (int64_t s = 0; s < n; s++) total += volume(&sd[s]);
-    for (int64_t s = 0; s + 1 < n; s++) total -= (sd[s].mask == sd[s + 1].mask) * overlap(&sd[s], &sd[s + 1]);
+    const int64_t n = p->n_decoded;
+    int64_t total = p->terms;
+    if (!p->triple) return total;
     unsigned char *buf = NULL;
     for (int64_t s = 0; s + 2 < n; s++) {
         if (sd[s].mask != sd[s + 2].mask) continue;
-        int64_t e = s + 3; /* seeds [s, e) share a mask; undo their terms above, add the painted union */
+        int64_t e = s + 3; /* seeds [s, e) share a mask; undo their terms, add the painted union */
         while (e < n && sd[e].mask == sd[s].mask) e++;
-        for (int64_t b = s; b < e; b++) total -= volume(&sd[b]) - (b + 1 < e ? overlap(&sd[b], &sd[b + 1]) : 0);
+        for (int64_t b = s; b < e; b++) total -= box_volume(&sd[b]) - (b + 1 < e ? overlap(&sd[b], &sd[b + 1]) : 0);
         if (!buf && !(buf = calloc((size_t)p->g.n_units, 1))) return -1;
         total += union_size(&p->g, &sd[s], e - s, buf);
         s = e - 1;
