@@ -304,6 +304,20 @@ def test_draws_decoded_partly_while_drawn_and_partly_on_threads(monkeypatch):
         assert plan.n_dropped * (2 if _profile(profile).sharing == "channel" else 1) == zeros  # x has no 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_maps_covered_whole_beside_maps_covered_in_part(monkeypatch, dtype):
+    """Seeds anywhere on 5 x 5 maps with 5 x 5 blocks: the centre seed covers its map (the map is only zeroed,
+    not scaled), the others cover it in part, alone or together with a covering one, in and out of place."""
+    monkeypatch.setattr(native, "_THREAD_FROM", 1)
+    for profile in ("all_none", "unscaled"):
+        prof = _profile(profile) if profile == "all_none" else CUSTOM["all_none"].replace(normalize="none",
+                                                                                             name="all_unscaled")
+        for p, threads in [(0.05, 1), (0.3, 2), (0.9, 3)]:
+            with _threads(threads):
+                for inplace in (False, True):
+                    _check(monkeypatch, (3, 40, 5, 5), p, 5, prof, dtype=dtype, seed=threads, inplace=inplace)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_empty_and_full_plans(monkeypatch, dtype):
     """No seed at all (scale 1), every unit dropped (scale 0), and gamma clipped to 1 (every seed fires)."""

@@ -133,9 +133,10 @@ static void zero_blocks(const plan_t *p, char *map, const seed_t *sd, int64_t s,
     }
 }
 
-/* Maps [map_lo, map_hi) in chunks of whole maps of about CHUNK_UNITS units: a chunk is scaled in one loop
- * and then the blocks of its maps are zeroed while it is in cache; a chunk of maps that share a mask is
- * selected in one loop through that mask's tile. */
+/* Maps [map_lo, map_hi) in chunks of whole maps of about CHUNK_UNITS units. In a chunk the maps without seeds
+ * are scaled in runs, and a map with seeds is scaled and then its blocks zeroed while it is in cache (or only
+ * zeroed, when a block covers it); a chunk of maps that share a mask is selected in one loop through that
+ * mask's tile. */
 static void run_job(const job_t *j) {
     const plan_t *p = j->p;
     const seed_t *sd = p->seeds;
@@ -164,13 +165,29 @@ static void run_job(const job_t *j) {
             m = e;
             continue;
         }
-        if (product) SCALE[j->dtype](src, dst, (e - m) * nu, j->scale, NULL);
+        /* Maps without seeds are scaled in runs; a map with seeds is scaled and its blocks zeroed while it
+         * is in cache, or only zeroed when one block covers it. */
+        int64_t scaled = m; /* maps [m, scaled) are written */
         while (s < n && sd[s].mask < e) {
-            int64_t q = s + 1;
-            while (q < n && sd[q].mask == sd[s].mask) q++;
-            zero_blocks(p, j->dst + (size_t)(sd[s].mask * nu) * es, sd, s, q, es);
+            const int64_t map = sd[s].mask;
+            int64_t q = s + 1, covered = box_volume(&sd[s]) == nu;
+            for (; q < n && sd[q].mask == map; q++) covered |= box_volume(&sd[q]) == nu;
+            if (product && map > scaled)
+                SCALE[j->dtype](src + (size_t)((scaled - m) * nu) * es, dst + (size_t)((scaled - m) * nu) * es,
+                                (map - scaled) * nu, j->scale, NULL);
+            char *out = dst + (size_t)((map - m) * nu) * es;
+            if (covered) {
+                memset(out, 0, (size_t)nu * es);
+            } else {
+                if (product) SCALE[j->dtype](src + (size_t)((map - m) * nu) * es, out, nu, j->scale, NULL);
+                zero_blocks(p, out, sd, s, q, es);
+            }
+            scaled = map + 1;
             s = q;
         }
+        if (product && e > scaled)
+            SCALE[j->dtype](src + (size_t)((scaled - m) * nu) * es, dst + (size_t)((scaled - m) * nu) * es,
+                            (e - scaled) * nu, j->scale, NULL);
         m = e;
     }
 }
