@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.bench [--quick] [--threads 1,2] [--json OUT] [--device cpu|cuda] [...]
+    python -m benchmarks.bench [--quick | --full] [--threads 1,2] [--json OUT] [--device cpu|cuda] [...]
 
 For every configuration (shape, block size, dtype, thread count, mode) the implementations are timed side by
 side with :class:`torch.utils.benchmark.Timer` in interleaved rounds (every implementation once per round, so
@@ -11,9 +11,9 @@ in the same round: the *copy floor*, one read and one write of ``x``, which no o
 The Markdown table gives the median over rounds of the times and of those per-round ratios.
 
 Implementations (defined in :mod:`benchmarks.cases`, timed by :mod:`benchmarks.timing`): ``ref:<preset>``
-for every preset; the peers ``torchvision``, ``timm`` and ``original`` (a peer that cannot be loaded is
-skipped and the reason printed); ``F.dropout``; the copy floor ``x.clone()`` (``x*mask`` for the backward
-pass).
+for every preset; the peers ``torchvision``, ``timm`` (the installed one), ``timm-legacy:fast`` and
+``timm-legacy`` (timm 1.0.22) and ``original`` (a peer that cannot be loaded is skipped and the reason
+printed); ``F.dropout``; the copy floor ``x.clone()`` (``x*mask`` for the backward pass).
 
 Modes: ``forward``; ``forward+backward`` (``torch.autograd.grad`` of the output with a fixed upstream
 gradient); ``backward`` (the backward pass alone, replayed on a retained graph).
@@ -100,8 +100,11 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="k=7, 2 threads, forward, fp32, the four 2D stage shapes, peers included")
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="k=7, 2 threads, forward, fp32, the four 2D stage shapes, peers included")
+    size.add_argument("--full", action="store_true",
+                      help="every block size, thread count, mode, dtype and shape (the default without --quick)")
     ap.add_argument("--threads", type=_ints, default=None, help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON to this file")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -110,7 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--modes", default=None, help=f"comma-separated from {','.join(MODES)} (default all)")
     ap.add_argument("--dims", type=_ints, default=None, help="2, 3 or 2,3 (default 2,3)")
     ap.add_argument("--impls", default=None, help="comma-separated names to keep (the floor is always kept)")
-    ap.add_argument("--no-peers", action="store_true", help="skip torchvision, timm and the original")
+    ap.add_argument("--no-peers", action="store_true", help="skip torchvision, both timms and the original")
     ap.add_argument("--no-sampler", action="store_true", help="skip the sampler throughput")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per configuration (default 3)")
     ap.add_argument("--min-run-time", type=float, default=None,
@@ -182,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             "drop_prob": DROP_PROB, "messages": messages, "cpu_kernel": kernel,
         }
         payload = {"meta": meta, "results": [r.to_json() for r in rows], "sampler": sampler}
-        args.json.write_text(json.dumps(payload, indent=1))
+        tmp = args.json.with_name(f".{args.json.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        os.replace(tmp, args.json)  # atomic: a reader never sees half a file
         print(f"wrote {args.json}")
     return 0
 

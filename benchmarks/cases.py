@@ -4,11 +4,14 @@ Implementations
 ---------------
 - ``ref:<preset>``: :func:`dropblock.functional.drop_block` under each preset (torch's default generator);
   ``ref:paper/torch-ops`` is the paper preset with the CPU kernel turned off (the fallback path).
-- ``torchvision``, ``timm``, ``original``: the peers through :func:`verification.adapters.load_adapter`
-  (``torchvision.ops.drop_block2d``/``3d``, timm's ``timm/layers/drop.py`` ``drop_block_2d`` loaded by file
-  path, ``dropblock`` 0.3.0 from its isolated folder). A peer that cannot be loaded is skipped and the
-  reason printed. Without :mod:`verification.adapters`, torchvision is imported directly and timm's file is
-  located with ``importlib.util.find_spec`` (timm itself is never imported); the original is skipped.
+- ``torchvision``, ``timm``, ``timm-legacy:fast``, ``timm-legacy``, ``original``: the peers through
+  :func:`verification.adapters.load_adapter` (``torchvision.ops.drop_block2d``/``3d``; the installed timm's
+  ``timm/layers/drop.py`` ``drop_block_2d`` loaded by file path; timm 1.0.22's ``drop_block_fast_2d``, the
+  default path of its ``DropBlock2d``, and its per-map ``drop_block_2d(batchwise=False)``, both from the
+  isolated peers folder; ``dropblock`` 0.3.0 from that folder too). A peer that cannot be loaded is skipped
+  and the reason printed. Without :mod:`verification.adapters`, torchvision is imported directly and timm's
+  file is located with ``importlib.util.find_spec`` (timm itself is never imported); the isolated peers are
+  skipped.
 - ``F.dropout``: element-wise dropout with the same ``p``, the usual alternative.
 - ``x.clone()``: the copy floor (``x*mask`` is the floor for the backward pass: the backward of a product
   with a precomputed float mask of ``x``'s dtype).
@@ -35,6 +38,7 @@ BLOCK_SIZES = (3, 5, 7)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("forward", "forward+backward", "backward")
 DROP_PROB = 0.1
+PEER_SPECS = ("torchvision", "timm", "timm-legacy:fast", "timm-legacy", "original")
 FLOOR = "x.clone()"
 BACKWARD_FLOOR = "x*mask"
 
@@ -124,7 +128,8 @@ def _peers_direct(messages: list[str]) -> list[Impl]:
             impls.append(Impl("timm", make_timm, "peer", f"timm file {path}"))
         except Exception as exc:  # noqa: BLE001
             messages.append(f"timm skipped: loading {path} failed ({type(exc).__name__}: {exc})")
-    messages.append("original skipped: verification.adapters.load_adapter is not available")
+    messages.extend(f"{spec} skipped: verification.adapters.load_adapter is not available"
+                    for spec in PEER_SPECS if spec not in ("torchvision", "timm"))
     return impls
 
 
@@ -135,7 +140,7 @@ def _peers(messages: list[str]) -> list[Impl]:
     except Exception:  # noqa: BLE001 - not there, or its own dependencies missing
         return _peers_direct(messages)
     impls: list[Impl] = []
-    for spec in ("torchvision", "timm", "original"):
+    for spec in PEER_SPECS:
         try:
             adapter = load_adapter(spec)
         except AdapterUnavailable as exc:

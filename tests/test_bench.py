@@ -1,0 +1,91 @@
+"""The benchmark harness (``benchmarks/``) on small shapes: options, implementations, timing rows, tables.
+
+Times are not checked (they depend on the machine); what is checked is that every implementation is either
+timed or skipped with a reason, that the rows carry one time and one ratio to the floor per round, and that
+the Markdown table and the JSON name every row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # the benchmarks are a folder of the repository, not an installed package
+
+from benchmarks import bench  # noqa: E402
+from benchmarks.cases import BACKWARD_FLOOR, FLOOR, PEER_SPECS, implementations  # noqa: E402
+from benchmarks.timing import Config, run_config  # noqa: E402
+
+
+def test_quick_and_full_exclude_each_other():
+    assert bench.parse_args(["--full"]).full
+    assert bench.parse_args(["--quick"]).quick
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--quick", "--full"])
+
+
+@pytest.fixture(scope="module")
+def impls_and_messages():
+    messages: list[str] = []
+    return implementations(True, messages), messages
+
+
+def test_every_peer_is_listed_or_skipped_with_a_reason(impls_and_messages):
+    impls, messages = impls_and_messages
+    names = [impl.name for impl in impls]
+    assert names[0] == FLOOR and names[-1] == "F.dropout"
+    assert {"ref:paper", "ref:timm", "ref:original", "ref:paper/torch-ops"} <= set(names)
+    for spec in PEER_SPECS:
+        assert (spec in names) != any(m.startswith(f"{spec} skipped: ") for m in messages), (spec, messages)
+
+
+@pytest.mark.parametrize("mode", ["forward", "forward+backward", "backward"])
+def test_rows_have_a_time_and_a_ratio_per_round(impls_and_messages, mode):
+    impls, _ = impls_and_messages
+    config = Config((2, 3, 9, 9), 3, "fp32", 1, mode, "cpu")
+    rows = run_config(config, impls, rounds=2, min_run_time=0.001)
+    by_name = {row.impl: row for row in rows}
+    floor = BACKWARD_FLOOR if mode == "backward" else FLOOR
+    assert by_name[floor].status == "ok" and by_name[floor].ratios == [1.0, 1.0]
+    for name in ("ref:paper", "ref:timm", "ref:paper/torch-ops", "F.dropout"):
+        row = by_name[name]
+        assert row.status == "ok", (name, row.note)
+        assert len(row.rounds_ms) == 2 and all(t > 0 for t in row.rounds_ms)
+        assert len(row.ratios) == 2 and math.isfinite(row.ratio) and row.ratio > 0
+    for row in rows:
+        assert row.status in ("ok", "skipped", "error")
+        assert row.status == "ok" or row.note, row  # a row that was not timed says why
+
+    table = bench.markdown(rows, [], ["a message"])
+    for row in rows:
+        assert f"| {row.impl} |" in table
+    assert "a message" in table
+
+
+def test_3d_configurations_skip_the_2d_only_peers(impls_and_messages):
+    impls, _ = impls_and_messages
+    rows = run_config(Config((1, 2, 3, 5, 5), 3, "bf16", 1, "forward", "cpu"), impls, rounds=1,
+                      min_run_time=0.001)
+    by_name = {row.impl: row for row in rows}
+    assert by_name["ref:paper"].status == "ok"
+    for spec in ("timm", "timm-legacy:fast", "timm-legacy"):
+        if spec in by_name:
+            assert by_name[spec].status == "skipped" and "3D" in by_name[spec].note
+
+
+def test_the_json_names_every_row(tmp_path, monkeypatch):
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(bench, "SHAPES_2D", [(2, 3, 9, 9)])
+    rc = bench.main(["--quick", "--no-peers", "--no-sampler", "--rounds", "1", "--min-run-time", "0.001",
+                     "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    impls = {row["impl"] for row in data["results"]}
+    assert {FLOOR, "ref:paper", "F.dropout"} <= impls
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temporary file left behind
