@@ -86,6 +86,15 @@ static inline int64_t mask_of(const job_t *j, int64_t m) {
     return j->sharing == 0 ? m : (j->sharing == 1 ? m / j->channels : 0);
 }
 
+/* Whether a block of the seeds of sd[s]'s mask covers the whole map; *end is set past those seeds. */
+static inline int covers_map(const seed_t *sd, int64_t n, int64_t s, int64_t *end, int64_t nu) {
+    int covered = 0;
+    int64_t q = s;
+    for (; q < n && sd[q].mask == sd[s].mask; q++) covered |= box_volume(&sd[q]) == nu;
+    *end = q;
+    return covered;
+}
+
 /* First seed whose mask is >= mask. */
 static int64_t lower_bound(const seed_t *sd, int64_t n, int64_t mask) {
     int64_t lo = 0, hi = n;
@@ -133,10 +142,9 @@ static void zero_blocks(const plan_t *p, char *map, const seed_t *sd, int64_t s,
     }
 }
 
-/* Maps [map_lo, map_hi) in chunks of whole maps of about CHUNK_UNITS units. In a chunk the maps without seeds
- * are scaled in runs, and a map with seeds is scaled and then its blocks zeroed while it is in cache (or only
- * zeroed, when a block covers it); a chunk of maps that share a mask is selected in one loop through that
- * mask's tile. */
+/* Maps [map_lo, map_hi) in chunks of whole maps of about CHUNK_UNITS units: a chunk is scaled in one loop
+ * (maps that a block covers are only zeroed) and then the blocks of its other maps are zeroed while it is in
+ * cache; a chunk of maps that share a mask is selected in one loop through that mask's tile. */
 static void run_job(const job_t *j) {
     const plan_t *p = j->p;
     const seed_t *sd = p->seeds;
@@ -165,29 +173,23 @@ static void run_job(const job_t *j) {
             m = e;
             continue;
         }
-        /* Maps without seeds are scaled in runs; a map with seeds is scaled and its blocks zeroed while it
-         * is in cache, or only zeroed when one block covers it. */
-        int64_t scaled = m; /* maps [m, scaled) are written */
-        while (s < n && sd[s].mask < e) {
-            const int64_t map = sd[s].mask;
-            int64_t q = s + 1, covered = box_volume(&sd[s]) == nu;
-            for (; q < n && sd[q].mask == map; q++) covered |= box_volume(&sd[q]) == nu;
+        /* The maps of the chunk are scaled in runs that skip the maps a block covers (those are only zeroed);
+         * then the blocks of the other maps with seeds are zeroed while the chunk is in cache. */
+        int64_t q, scaled = m; /* maps [m, scaled) are written */
+        for (int64_t b = s; b < n && sd[b].mask < e; b = q) {
+            const int64_t map = sd[b].mask;
+            if (!covers_map(sd, n, b, &q, nu)) continue;
             if (product && map > scaled)
                 SCALE[j->dtype](src + (size_t)((scaled - m) * nu) * es, dst + (size_t)((scaled - m) * nu) * es,
                                 (map - scaled) * nu, j->scale, NULL);
-            char *out = dst + (size_t)((map - m) * nu) * es;
-            if (covered) {
-                memset(out, 0, (size_t)nu * es);
-            } else {
-                if (product) SCALE[j->dtype](src + (size_t)((map - m) * nu) * es, out, nu, j->scale, NULL);
-                zero_blocks(p, out, sd, s, q, es);
-            }
+            memset(dst + (size_t)((map - m) * nu) * es, 0, (size_t)nu * es);
             scaled = map + 1;
-            s = q;
         }
         if (product && e > scaled)
             SCALE[j->dtype](src + (size_t)((scaled - m) * nu) * es, dst + (size_t)((scaled - m) * nu) * es,
                             (e - scaled) * nu, j->scale, NULL);
+        for (; s < n && sd[s].mask < e; s = q)
+            if (!covers_map(sd, n, s, &q, nu)) zero_blocks(p, j->dst + (size_t)(sd[s].mask * nu) * es, sd, s, q, es);
         m = e;
     }
 }
