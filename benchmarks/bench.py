@@ -44,8 +44,24 @@ import torch
 import dropblock
 from dropblock import _native
 
-from .cases import BACKWARD_FLOOR, BLOCK_SIZES, DROP_PROB, DTYPES, FLOOR, MODES, SHAPES_2D, SHAPES_3D, implementations
+from .cases import (
+    BACKWARD_FLOOR,
+    BLOCK_SIZES,
+    DROP_PROB,
+    DTYPES,
+    FLOOR,
+    MODES,
+    PEER_SPECS,
+    SHAPES_2D,
+    SHAPES_3D,
+    implementations,
+)
 from .timing import Config, Row, run_config, sampler_throughput
+
+try:
+    import resource
+except ImportError:  # not on Windows: the machine load is then not measured
+    resource = None  # type: ignore[assignment]
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -93,7 +109,47 @@ def markdown(rows: list[Row], sampler: list[dict], messages: list[str]) -> str:
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------------------- machine load
+BUSY_CORES = 0.25  # other processes' average use of the CPUs above which the run is flagged
+
+
+class MachineLoad:
+    """CPU time that other processes use while the benchmark runs (Linux ``/proc/stat``; None elsewhere).
+
+    The machine's busy time (user, nice, system, irq, softirq and steal) less this process's own CPU time,
+    divided by the wall time: the average number of cores the rest of the machine took from the timings.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        if resource is None:
+            return None
+        try:
+            fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+            ticks = [int(v) for v in fields]
+        except (OSError, ValueError, IndexError):
+            return None
+        busy = sum(ticks[i] for i in (0, 1, 2, 5, 6, 7) if i < len(ticks)) / os.sysconf("SC_CLK_TCK")
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return busy, own.ru_utime + own.ru_stime, time.monotonic()
+
+    def other_cores(self) -> float | None:
+        end = self._sample()
+        if self._start is None or end is None or end[2] <= self._start[2]:
+            return None
+        busy, own, wall = (b - a for a, b in zip(self._start, end))
+        return max(0.0, (busy - own) / wall)
+
+
 # ------------------------------------------------------------------------------------------------- main
+def _usage_error(message: str) -> int:
+    print(f"python -m benchmarks.bench: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _ints(text: str) -> list[int]:
     return [int(t) for t in text.split(",") if t.strip()]
 
@@ -144,15 +200,23 @@ def main(argv: list[str] | None = None) -> int:
         threads = threads[:1]
     for d in dtypes:
         if d not in DTYPES:
-            raise SystemExit(f"unknown dtype {d!r}; choose from {', '.join(DTYPES)}")
+            return _usage_error(f"unknown dtype {d!r}; choose from {', '.join(DTYPES)}")
     for m in modes:
         if m not in MODES:
-            raise SystemExit(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
+            return _usage_error(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
     messages: list[str] = []
     impls = implementations(not args.no_peers, messages)
     if args.impls:
-        keep = set(args.impls.split(",")) | {FLOOR}
+        keep = {name.strip() for name in args.impls.split(",") if name.strip()}
+        unknown = sorted(keep - {i.name for i in impls} - set(PEER_SPECS))
+        if unknown:
+            return _usage_error(f"unknown implementation(s) {', '.join(unknown)}; choose from "
+                                f"{', '.join(i.name for i in impls if i.name != FLOOR)} or a peer of "
+                                f"{', '.join(PEER_SPECS)}")
+        keep.add(FLOOR)
         impls = [i for i in impls if i.name in keep]
+        messages = [m for m in messages if m.split(" skipped: ")[0] in keep]
+    load = MachineLoad()
     shapes = [s for s in SHAPES_2D if 2 in dims] + [s for s in SHAPES_3D if 3 in dims]
     started = time.perf_counter()
     rows: list[Row] = []
@@ -170,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         for t in threads:
             sampler.append(sampler_throughput(t, args.device, args.rounds, min_run_time))
     elapsed = time.perf_counter() - started
+    other_cores = load.other_cores()
+    if other_cores is not None and other_cores > BUSY_CORES:
+        messages.append(f"warning: other processes kept {other_cores:.2f} cores busy on average during the run; "
+                        "the times and ratios are unreliable (rerun on an idle machine)")
     print(markdown(rows, sampler, messages))
     kernel = _native.status()
     print(f"\n({elapsed:.0f} s; torch {torch.__version__}, {os.cpu_count()} CPUs; reference CPU kernel: "
@@ -183,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             "cuda_device": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
             "quick": args.quick, "rounds": args.rounds, "min_run_time_s": min_run_time, "elapsed_s": elapsed,
             "drop_prob": DROP_PROB, "messages": messages, "cpu_kernel": kernel,
+            "other_processes_cores": other_cores,
         }
         payload = {"meta": meta, "results": [r.to_json() for r in rows], "sampler": sampler}
         tmp = args.json.with_name(f".{args.json.name}.{os.getpid()}.tmp")

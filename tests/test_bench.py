@@ -89,3 +89,40 @@ def test_the_json_names_every_row(tmp_path, monkeypatch):
     impls = {row["impl"] for row in data["results"]}
     assert {FLOOR, "ref:paper", "F.dropout"} <= impls
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("argv", [["--impls", "nosuchimpl"], ["--dtypes", "fp64"], ["--modes", "sideways"]])
+def test_unknown_names_are_usage_errors(argv, capsys):
+    assert bench.main(["--quick", "--no-sampler", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "error: unknown" in err and argv[1] in err
+
+
+def test_only_the_requested_peers_are_noted(tmp_path, monkeypatch):
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(bench, "SHAPES_2D", [(1, 2, 7, 7)])
+
+    def without_peers(include_peers, messages):
+        messages.extend(["timm skipped: not here", "original skipped: not here"])
+        return implementations(False, messages)
+
+    monkeypatch.setattr(bench, "implementations", without_peers)
+    rc = bench.main(["--quick", "--impls", "ref:paper,original", "--no-sampler", "--rounds", "1",
+                     "--min-run-time", "0.001", "--json", str(out)])
+    assert rc == 0
+    messages = json.loads(out.read_text())["meta"]["messages"]
+    assert "original skipped: not here" in messages
+    assert not any(m.startswith("timm skipped") for m in messages)
+
+
+def test_other_processes_load_is_measured_and_flagged(monkeypatch):
+    load = bench.MachineLoad()
+    other = load.other_cores()
+    assert other is None or other >= 0.0
+    if other is None:
+        pytest.skip("no /proc/stat here")
+    # A sample in which the machine was busier than this process by 1.5 cores over one second.
+    busy, own, wall = load._start
+    monkeypatch.setattr(bench.MachineLoad, "_sample", staticmethod(lambda: (busy + 1.5, own, wall + 1.0)))
+    assert load.other_cores() == pytest.approx(1.5)
+    assert load.other_cores() > bench.BUSY_CORES
