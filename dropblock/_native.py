@@ -119,8 +119,9 @@ def _load() -> ctypes.CDLL | None:
     with _lock:
         if _state is not None:
             return _lib
-        if os.environ.get("DROPBLOCK_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
-            _state = "off (DROPBLOCK_NATIVE=0)"
+        setting = os.environ.get("DROPBLOCK_NATIVE", "1")
+        if setting.strip().lower() in ("0", "false", "no", "off"):
+            _state = f"off (DROPBLOCK_NATIVE={setting})"
             return None
         try:
             path = _build()
