@@ -4,6 +4,9 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#if defined(__F16C__) && defined(__AVX__) && defined(__SSE4_1__)
+#include <immintrin.h>
+#endif
 
 #include "kernel.h"
 
@@ -48,7 +51,39 @@ DEFINE_LOOPS(f32, float, float, ID, ID)
 DEFINE_LOOPS(f64, double, double, ID, ID)
 DEFINE_LOOPS(bf16, uint16_t, float, bf16_to_f32, f32_to_bf16)
 #ifdef __FLT16_MAX__
-DEFINE_LOOPS(f16, _Float16, float, ID, TO_F16)
+DEFINE_LOOPS(f16_scalar, _Float16, float, ID, TO_F16)
+#if defined(__F16C__) && defined(__AVX__) && defined(__SSE4_1__)
+/* The compiler does not vectorise _Float16 conversions: eight units at a time through F16C (the same
+ * vcvtph2ps / vcvtps2ph, round to nearest even, that the scalar loops use one unit at a time). */
+static void scale_f16(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) {
+    const uint16_t *s = (const uint16_t *)src;
+    uint16_t *d = (uint16_t *)dst;
+    const __m256 c = _mm256_set1_ps((float)scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))), c);
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    scale_f16_scalar(s + i, d + i, n - i, scale, dr);
+}
+static void select_f16(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) {
+    const uint16_t *s = (const uint16_t *)src;
+    uint16_t *d = (uint16_t *)dst;
+    const __m256 c = _mm256_set1_ps((float)scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))), c);
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+        __m128i dropped = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(dr + i)));
+        __m128i keep = _mm_cmpeq_epi16(dropped, _mm_setzero_si128()); /* all ones where kept */
+        _mm_storeu_si128((__m128i *)(d + i), _mm_and_si128(h, keep)); /* +0 where dropped */
+    }
+    select_f16_scalar(s + i, d + i, n - i, scale, dr + i);
+}
+#else
+#define scale_f16 scale_f16_scalar
+#define select_f16 select_f16_scalar
+#endif
 #define F16_LOOP(kind) kind##_f16
 #else
 #define F16_LOOP(kind) NULL
