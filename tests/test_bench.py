@@ -126,3 +126,22 @@ def test_other_processes_load_is_measured_and_flagged(monkeypatch):
     monkeypatch.setattr(bench.MachineLoad, "_sample", staticmethod(lambda: (busy + 1.5, own, wall + 1.0)))
     assert load.other_cores() == pytest.approx(1.5)
     assert load.other_cores() > bench.BUSY_CORES
+
+
+def test_the_summary_gives_median_and_largest_ratio_per_column(tmp_path, capsys):
+    from benchmarks import summary
+
+    def row(impl, ratio, k, dtype="fp32", status="ok"):
+        return {"dims": 2, "shape": [1, 2, 9, 9], "block_size": k, "dtype": dtype, "threads": 2, "mode": "forward",
+                "impl": impl, "status": status, "ratio_to_floor": ratio}
+
+    results = [row("x.clone()", 1.0, 3), row("x.clone()", 1.0, 5), row("ref:paper", 1.5, 3),
+               row("ref:paper", 2.5, 5), row("ref:paper", 9.0, 7, status="error"), row("timm", 1.2, 3, "bf16")]
+    table = summary.summarise(results)
+    assert "| ref:paper | 2.00 (2.50) n=2 | - |" in table
+    assert "| timm | - | 1.20 (1.20) n=1 |" in table
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"meta": {}, "results": results}))
+    assert summary.main([str(path), "--threads", "2"]) == 0
+    assert "ref:paper" in capsys.readouterr().out
+    assert summary.main([str(tmp_path / "missing.json")]) == 2
