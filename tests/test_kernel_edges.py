@@ -254,6 +254,19 @@ def test_plans_decoded_on_several_threads(monkeypatch):
         assert plan.n_dropped * (2 if _profile(profile).sharing == "channel" else 1) == zeros
 
 
+
+def test_counts_of_many_small_groups_on_several_threads(monkeypatch):
+    """Over 65536 seeds, two or three per 14 x 14 map: masks of three or more seeds are counted on OpenMP
+    threads, by pairwise overlaps or, where three blocks share a unit, by painting."""
+    monkeypatch.setattr(native, "_THREAD_FROM", 1)
+    x = torch.empty(64, 512, 14, 14).uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(4))
+    for profile, k, p in [("paper", 3, 0.1), ("paper", 5, 0.3), ("all_none", 4, 0.2)]:
+        with _threads(2):
+            out_k, out_t, plan = _run_both(monkeypatch, x, p, k, _profile(profile), seed=k)
+        _assert_bitwise(out_k, out_t)
+        assert plan.seeds.numel() > 65536
+        assert plan.n_dropped == int((out_k == 0).sum())  # x has no 0
+
 def test_draws_that_span_many_chunks_of_uniforms(monkeypatch):
     """Chunks of 7 log-uniforms: the draw carries its position over hundreds of chunk boundaries and grows
     its seed buffer past its first capacity; both paths consume the same patched chunks."""

@@ -121,12 +121,10 @@ static inline int64_t mask_of(const job_t *j, int64_t m) {
     return j->sharing == 0 ? m : (j->sharing == 1 ? m / j->channels : 0);
 }
 
-/* Whether a block of the seeds of sd[s]'s mask covers the whole map; *end is set past those seeds. */
-static inline int covers_map(const seed_t *sd, int64_t n, int64_t s, int64_t *end, int64_t nu) {
+/* Whether a block of the seeds [s, e) covers the whole map of nu units. */
+static inline int covers_map(const seed_t *sd, int64_t s, int64_t e, int64_t nu) {
     int covered = 0;
-    int64_t q = s;
-    for (; q < n && sd[q].mask == sd[s].mask; q++) covered |= box_volume(&sd[q]) == nu;
-    *end = q;
+    for (; s < e; s++) covered |= box_volume(&sd[s]) == nu;
     return covered;
 }
 
@@ -211,9 +209,10 @@ static void run_job(const job_t *j) {
         /* The maps of the chunk are scaled in runs that skip the maps a block covers (those are only zeroed);
          * then the blocks of the other maps with seeds are zeroed while the chunk is in cache. */
         int64_t q, scaled = m; /* maps [m, scaled) are written */
-        for (int64_t b = s; b < n && sd[b].mask < e; b = q) {
+        for (int64_t b = s; p->can_cover && b < n && sd[b].mask < e; b = q) {
             const int64_t map = sd[b].mask;
-            if (!covers_map(sd, n, b, &q, nu)) continue;
+            q = run_end(sd, n, b);
+            if (!covers_map(sd, b, q, nu)) continue;
             if (product && map > scaled)
                 SCALE[j->dtype](src + (size_t)((scaled - m) * nu) * es, dst + (size_t)((scaled - m) * nu) * es,
                                 (map - scaled) * nu, j->scale, NULL);
@@ -223,8 +222,11 @@ static void run_job(const job_t *j) {
         if (product && e > scaled)
             SCALE[j->dtype](src + (size_t)((scaled - m) * nu) * es, dst + (size_t)((scaled - m) * nu) * es,
                             (e - scaled) * nu, j->scale, NULL);
-        for (; s < n && sd[s].mask < e; s = q)
-            if (!covers_map(sd, n, s, &q, nu)) zero_blocks(p, j->dst + (size_t)(sd[s].mask * nu) * es, sd, s, q, es);
+        for (; s < n && sd[s].mask < e; s = q) {
+            q = run_end(sd, n, s);
+            if (!(p->can_cover && covers_map(sd, s, q, nu)))
+                zero_blocks(p, j->dst + (size_t)(sd[s].mask * nu) * es, sd, s, q, es);
+        }
         m = e;
     }
 }

@@ -40,6 +40,13 @@ static inline int64_t box_volume(const seed_t *b) {
     return (int64_t)(b->hi[0] - b->lo[0]) * (b->hi[1] - b->lo[1]) * (b->hi[2] - b->lo[2]);
 }
 
+/* End of the run of seeds of sd[s]'s mask (seeds are sorted by mask). */
+static inline int64_t run_end(const seed_t *sd, int64_t n, int64_t s) {
+    int64_t q = s + 1;
+    while (q < n && sd[q].mask == sd[s].mask) q++;
+    return q;
+}
+
 /* A plan: the fired seeds of one draw, decoded, and the byte masks the product reads. */
 typedef struct {
     geom_t g;
@@ -51,6 +58,7 @@ typedef struct {
     int64_t terms;        /* their volumes less the overlaps of successive seeds of one mask */
     int triple;           /* some mask has three or more of them */
     int64_t chunk_maps;   /* maps per chunk of the product (about CHUNK_UNITS units) */
+    int can_cover;        /* a block can cover a whole map (every block side reaches its axis' length) */
     unsigned char *tiles; /* masks shared by maps: (n_masks, tile_maps, n_units) bytes, each mask repeated */
     int64_t tile_maps;
 } plan_t;

@@ -2,6 +2,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "kernel.h"
 
@@ -72,6 +75,32 @@ static void paint(const geom_t *g, const seed_t *b, unsigned char *map, int valu
     for (int64_t z = b->lo[0]; z < b->hi[0]; z++)
         for (int64_t y = b->lo[1]; y < b->hi[1]; y++)
             memset(map + (z * l1 + y) * l2 + b->lo[2], value, (size_t)(b->hi[2] - b->lo[2]));
+}
+
+/* Boxes up to which union_by_pairs looks for three boxes that share a unit (beyond, the union is painted). */
+#define PAIRS_MAX 16
+
+/* Units of the union of boxes[0 .. n) by inclusion-exclusion up to pairs: the sum of the volumes less the
+ * overlap of every pair. Exact when no three boxes share a unit, which it checks (the triple intersections
+ * of the overlapping pairs); returns -1 when three do, or for more than PAIRS_MAX boxes. */
+static int64_t union_by_pairs(const seed_t *boxes, int64_t n) {
+    if (n > PAIRS_MAX) return -1;
+    int64_t total = 0;
+    for (int64_t i = 0; i < n; i++) total += box_volume(&boxes[i]);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = i + 1; j < n; j++) {
+            const int64_t v = overlap(&boxes[i], &boxes[j]);
+            if (!v) continue;
+            total -= v;
+            seed_t both = boxes[i];
+            for (int a = 0; a < 3; a++) {
+                if (boxes[j].lo[a] > both.lo[a]) both.lo[a] = boxes[j].lo[a];
+                if (boxes[j].hi[a] < both.hi[a]) both.hi[a] = boxes[j].hi[a];
+            }
+            for (int64_t l = j + 1; l < n; l++)
+                if (overlap(&both, &boxes[l])) return -1;
+        }
+    return total;
 }
 
 /* Number of units of the union of boxes[0 .. n), painted into buf (n_units bytes, all zero on entry and
@@ -299,6 +328,7 @@ int db_plan_finish(void *handle, int shared) {
         p->n_decoded = n_seeds;
     }
     p->chunk_maps = nu >= CHUNK_UNITS ? 1 : CHUNK_UNITS / nu;
+    p->can_cover = p->g.blk[0] >= p->g.len[0] && p->g.blk[1] >= p->g.len[1] && p->g.blk[2] >= p->g.len[2];
     if (shared) {
         int64_t cap = TILES_MAX_BYTES / (n_masks * nu);
         p->tile_maps = cap < 1 ? 1 : (cap < p->chunk_maps ? cap : p->chunk_maps);
@@ -317,23 +347,48 @@ int db_plan_finish(void *handle, int shared) {
 /* Exact number of dropped units over all masks (the union of each mask's boxes); -1 on allocation failure.
  * Inclusion-exclusion over neighbours in the seed order: the sum of the boxes' volumes less the overlap of
  * every two successive seeds of one mask (the terms summed as the seeds were decoded) is exact for masks of
- * one or two seeds; the rare masks of three or more seeds are then painted into a byte buffer and counted. */
+ * one or two seeds; for a mask of three or more the overlaps of all its pairs are taken, or its union is
+ * painted into a byte buffer and counted where three of its boxes share a unit. */
 int64_t db_plan_count(void *handle) {
     const plan_t *p = (const plan_t *)handle;
     const seed_t *sd = p->seeds;
     const int64_t n = p->n_decoded;
-    int64_t total = p->terms;
-    if (!p->triple) return total;
-    unsigned char *buf = NULL;
-    for (int64_t s = 0; s + 2 < n; s++) {
-        if (sd[s].mask != sd[s + 2].mask) continue;
-        int64_t e = s + 3; /* seeds [s, e) share a mask; undo their terms, add the painted union */
-        while (e < n && sd[e].mask == sd[s].mask) e++;
-        for (int64_t b = s; b < e; b++) total -= box_volume(&sd[b]) - (b + 1 < e ? overlap(&sd[b], &sd[b + 1]) : 0);
-        if (!buf && !(buf = calloc((size_t)p->g.n_units, 1))) return -1;
-        total += union_size(&p->g, &sd[s], e - s, buf);
-        s = e - 1;
+    if (!p->triple) return p->terms;
+    int64_t fix = 0;
+    int failed = 0;
+    /* Each thread takes the masks that start in its share of the seeds. */
+#pragma omp parallel reduction(+ : fix) reduction(| : failed) if (n > PARALLEL_DECODE_FROM)
+    {
+        int64_t t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        const int64_t hi = n * (t + 1) / nt;
+        int64_t s = n * t / nt;
+        while (s > 0 && s < hi && sd[s].mask == sd[s - 1].mask) s++;
+        unsigned char *buf = NULL;
+        for (int64_t e; s < hi && !failed; s = e) {
+            /* s starts a mask (the masks of one or two seeds are stepped over one seed at a time: a seed that
+             * ends such a mask cannot start one of three with the two after it). */
+            if (s + 2 >= n || sd[s].mask != sd[s + 2].mask) {
+                e = s + 1;
+                continue;
+            }
+            e = run_end(sd, n, s);
+            /* Seeds [s, e) share a mask: undo their terms, add their union. */
+            for (int64_t b = s; b < e; b++) fix -= box_volume(&sd[b]) - (b + 1 < e ? overlap(&sd[b], &sd[b + 1]) : 0);
+            int64_t u = union_by_pairs(&sd[s], e - s);
+            if (u < 0) {
+                if (!buf && !(buf = calloc((size_t)p->g.n_units, 1))) {
+                    failed = 1;
+                    break;
+                }
+                u = union_size(&p->g, &sd[s], e - s, buf);
+            }
+            fix += u;
+        }
+        free(buf);
     }
-    free(buf);
-    return total;
+    return failed ? -1 : p->terms + fix;
 }
