@@ -37,7 +37,7 @@ from ._plan import BlockPlan, plan_blocks
 from ._seeds import _log_uniform_chunks
 from .law import mask_count
 
-__all__ = ["status", "enabled", "takes", "turned_off", "NativePlan", "supports"]
+__all__ = ["status", "enabled", "takes", "turned_off", "NativePlan", "supports", "output_dtype_supported"]
 
 _SOURCE_DIR = Path(__file__).with_name("_kernel")
 _SOURCES = ("plan.c", "apply.c")
@@ -147,7 +147,7 @@ def _load() -> ctypes.CDLL | None:
         lib.db_plan_free.restype = None
         lib.db_plan_count.argtypes = [p]
         lib.db_plan_count.restype = i64
-        lib.db_plan_apply.argtypes = [p, p, p, cint, i64, i64, cint, dbl, cint]
+        lib.db_plan_apply.argtypes = [p, p, p, cint, cint, i64, i64, cint, dbl, cint]
         lib.db_plan_apply.restype = cint
         lib.db_supports.argtypes = [cint]
         lib.db_supports.restype = cint
@@ -193,11 +193,18 @@ def turned_off() -> Iterator[None]:
         _off -= 1
 
 
+def output_dtype_supported(in_dtype: torch.dtype, out_dtype: torch.dtype) -> bool:
+    """True when the kernel writes ``out_dtype`` from ``in_dtype``: the same dtype, or half into float32."""
+    return out_dtype == in_dtype or (out_dtype == torch.float32 and in_dtype in (torch.float16, torch.bfloat16))
+
+
 def supports(src: torch.Tensor, out: torch.Tensor) -> bool:
-    """True when the kernel can compute ``out`` from ``src``: both contiguous CPU tensors of one dtype."""
-    return (_load() is not None and src.dtype in _dtypes and src.dtype == out.dtype and src.device.type == "cpu"
-            and out.device.type == "cpu" and src.is_contiguous() and out.is_contiguous()
-            and src.shape == out.shape)
+    """True when the kernel can compute ``out`` from ``src``: contiguous CPU tensors of one shape, of one
+    dtype or a float16 / bfloat16 ``src`` into a float32 ``out`` (not in place)."""
+    return (_load() is not None and src.dtype in _dtypes and output_dtype_supported(src.dtype, out.dtype)
+            and (src.dtype == out.dtype or src.data_ptr() != out.data_ptr())
+            and src.device.type == "cpu" and out.device.type == "cpu" and src.is_contiguous()
+            and out.is_contiguous() and src.shape == out.shape)
 
 
 @lru_cache(maxsize=256)
@@ -330,7 +337,8 @@ class NativePlan:
         n_maps = self.batch * self.channels
         threads = torch.get_num_threads() if out.numel() >= _THREAD_FROM else 1
         rc = self._lib.db_plan_apply(self._handle, src.data_ptr(), out.data_ptr(), _DTYPE_CODE[src.dtype],
-                                     n_maps, self.channels, _SHARING_CODE[self.sharing], float(scale), threads)
+                                     _DTYPE_CODE[out.dtype], n_maps, self.channels, _SHARING_CODE[self.sharing],
+                                     float(scale), threads)
         if rc != 0:
             raise RuntimeError(f"DropBlock CPU kernel: apply failed (code {rc})")
         return out

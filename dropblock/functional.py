@@ -116,9 +116,10 @@ def _geometry_and_gamma(sizes: tuple[int, ...], block_size: int, profile: Profil
 
 
 def _use_native(x: torch.Tensor, out_dtype: torch.dtype, geometry: MapGeometry) -> bool:
-    """The fused CPU kernel serves contiguous CPU inputs whose output keeps their dtype."""
-    return (x.device.type == "cpu" and out_dtype == x.dtype and x.is_contiguous() and _native.takes(geometry)
-            and _native.enabled())
+    """The fused CPU kernel serves contiguous CPU inputs whose output keeps their dtype (or is a float32
+    output of a half input)."""
+    return (x.device.type == "cpu" and _native.output_dtype_supported(x.dtype, out_dtype) and x.is_contiguous()
+            and _native.takes(geometry) and _native.enabled())
 
 
 class _DropBlockFunction(torch.autograd.Function):

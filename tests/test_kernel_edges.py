@@ -43,6 +43,8 @@ CUSTOM = {
     "clip_min_even": PRESETS["paper"].replace(oversize_policy="clip_min", name="clip_min_even"),
     "unscaled": PRESETS["paper"].replace(normalize="none", name="unscaled"),
     "eps": PRESETS["paper"].replace(eps=0.5, name="eps"),
+    "paper_f32": PRESETS["paper"].replace(output_dtype="float32", name="paper_f32"),
+    "original_none": PRESETS["original"].replace(sharing="none", name="original_none"),
 }
 
 
@@ -150,7 +152,8 @@ def _check(monkeypatch, shape, drop_prob, block_size, profile, *, dtype=torch.fl
     if prof.normalize == "global":
         denom = kept + prof.eps
         scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
-    expected = (x * scale).masked_fill(full, 0)  # Python-float scale: float32 opmath for half inputs
+    wide = x.to(out_k.dtype)  # float32 for half inputs under output_dtype="float32" (exact)
+    expected = (wide * scale).masked_fill(full, 0)  # Python-float scale: float32 opmath for half inputs
     torch.testing.assert_close(out_k, expected, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{where}: {m}")
     return out_k, plan
 
@@ -358,6 +361,34 @@ def test_half_precision_rounding_and_overflow(monkeypatch, dtype):
             out, _ = _check(monkeypatch, tuple(x.shape), p, 7, "paper", x=x, seed=int(p * 100))
             assert bool(torch.isinf(out).any())  # values near the top of the range overflow
 
+
+@pytest.mark.parametrize("dtype", _HALF)
+@pytest.mark.parametrize("profile", ["original", "original_none", "paper_f32"])
+def test_half_inputs_into_float32_outputs(monkeypatch, dtype, profile):
+    """Profiles with ``output_dtype="float32"``: the kernel widens half inputs (vector bodies and scalar tails,
+    per-map and shared masks, on 1-3 threads), as torch's ``out.copy_(x).mul_(scale)`` does."""
+    monkeypatch.setattr(native, "_THREAD_FROM", 1)
+    for shape, k, threads in [((2, 3, 7, 9), 3, 1), ((2, 5, 1, 4097), 5, 2), ((3, 4, 6, 5, 4), 3, 3)]:
+        with _threads(threads):
+            for p in (0.3, 0.9):
+                out, plan = _check(monkeypatch, shape, p, k, profile, dtype=dtype, seed=threads)
+                assert out.dtype == torch.float32
+    bits = torch.arange(0, 1 << 16, dtype=torch.int32).to(torch.int16).view(dtype)
+    x = bits[: (1 << 16) - (1 << 16) % 196].reshape(-1, 4, 7, 7)  # every half value, NaNs and infinities included
+    with _threads(2):
+        _check(monkeypatch, tuple(x.shape), 0.2, 3, profile, x=x, seed=1)
+
+
+def test_promoted_output_is_never_written_in_place():
+    """A float32 output of a half input cannot share its memory: the kernel's entry point refuses it."""
+    geometry = map_geometry((9, 9), 3, get_profile("paper"))
+    plan = native.NativePlan.from_seeds(torch.tensor([3.0], dtype=torch.float64), geometry, "none", 1, 2)
+    memory = torch.ones(2 * 81, dtype=torch.float32)
+    x = memory.view(torch.float16)[: 2 * 81].view(1, 2, 9, 9)  # the same address as the float32 view
+    out = memory.view(1, 2, 9, 9)
+    assert x.data_ptr() == out.data_ptr()
+    assert not native.supports(x, out) and native.supports(x, torch.empty_like(out))
+    assert plan._lib.db_plan_apply(plan._handle, x.data_ptr(), out.data_ptr(), 2, 0, 2, 2, 0, 1.0, 1) == -3
 
 def test_plan_with_seeds_at_mask_boundaries():
     """Seeds on the last and first position of successive masks, applied by the kernel and the torch path."""

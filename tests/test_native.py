@@ -42,8 +42,9 @@ def test_contiguous_cpu_inputs_take_the_kernel(monkeypatch):
     assert len(made) == 1
     functional.drop_block2d(x.contiguous(memory_format=torch.channels_last), 0.3, 3)
     functional.drop_block2d(x, 0.3, 3, profile="original")  # float32 output for float32 input: kernel
-    functional.drop_block2d(x.half(), 0.3, 3, profile="original")  # promoted output: torch path
-    assert len(made) == 2
+    functional.drop_block2d(x.half(), 0.3, 3, profile="original")  # float32 output of a half input: kernel
+    functional.drop_block2d(x.double(), 0.3, 3, profile="original")  # float64 stays float64: kernel
+    assert len(made) == 4
 
 
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:

@@ -89,9 +89,67 @@ static void select_f16(const void *src, void *dst, int64_t n, double scale, cons
 #define F16_LOOP(kind) NULL
 #endif
 
+/* Half inputs into a float32 output (profiles with output_dtype="float32"): d = (float)s * (float)scale, as
+ * torch computes out.copy_(src).mul_(scale) (the widening is exact). */
+#define DEFINE_WIDE_LOOPS(NAME, T, LOAD)                                                                    \
+    static void scale_##NAME(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) { \
+        const T *s = (const T *)src;                                                                        \
+        float *d = (float *)dst;                                                                            \
+        const float c = (float)scale;                                                                       \
+        (void)dr;                                                                                           \
+        for (int64_t i = 0; i < n; i++) d[i] = LOAD(s[i]) * c;                                              \
+    }                                                                                                       \
+    static void select_##NAME(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) { \
+        const T *s = (const T *)src;                                                                        \
+        float *d = (float *)dst;                                                                            \
+        const float c = (float)scale;                                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                                   \
+            float v = LOAD(s[i]) * c;                                                                       \
+            d[i] = dr[i] ? 0.0f : v;                                                                        \
+        }                                                                                                   \
+    }
+
+DEFINE_WIDE_LOOPS(bf16_f32, uint16_t, bf16_to_f32)
+#ifdef __FLT16_MAX__
+DEFINE_WIDE_LOOPS(f16_f32_scalar, _Float16, (float))
+#if defined(__F16C__) && defined(__AVX2__)
+static void scale_f16_f32(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) {
+    const uint16_t *s = (const uint16_t *)src;
+    float *d = (float *)dst;
+    const __m256 c = _mm256_set1_ps((float)scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))), c));
+    scale_f16_f32_scalar(s + i, d + i, n - i, scale, dr);
+}
+static void select_f16_f32(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) {
+    const uint16_t *s = (const uint16_t *)src;
+    float *d = (float *)dst;
+    const __m256 c = _mm256_set1_ps((float)scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))), c);
+        __m256i keep = _mm256_cmpeq_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(dr + i))),
+                                          _mm256_setzero_si256()); /* all ones where kept */
+        _mm256_storeu_ps(d + i, _mm256_and_ps(v, _mm256_castsi256_ps(keep)));
+    }
+    select_f16_f32_scalar(s + i, d + i, n - i, scale, dr + i);
+}
+#else
+#define scale_f16_f32 scale_f16_f32_scalar
+#define select_f16_f32 select_f16_f32_scalar
+#endif
+#define F16_WIDE_LOOP(kind) kind##_f16_f32
+#else
+#define F16_WIDE_LOOP(kind) NULL
+#endif
+
 typedef void (*loop_fn)(const void *, void *, int64_t, double, const unsigned char *);
 static const loop_fn SCALE[4] = {scale_f32, scale_f64, F16_LOOP(scale), scale_bf16};
 static const loop_fn SELECT[4] = {select_f32, select_f64, F16_LOOP(select), select_bf16};
+/* Indexed by the input dtype, for a float32 output. */
+static const loop_fn WIDE_SCALE[4] = {NULL, NULL, F16_WIDE_LOOP(scale), scale_bf16_f32};
+static const loop_fn WIDE_SELECT[4] = {NULL, NULL, F16_WIDE_LOOP(select), select_bf16_f32};
 static const int64_t ELEMENT_SIZE[4] = {4, 8, 2, 2};
 
 /* d = dropped ? +0 : d, for elements of es bytes (+0 is all bits zero in every float format). */
@@ -111,7 +169,7 @@ typedef struct {
     const plan_t *p;
     const char *src;
     char *dst;
-    int dtype;
+    int dtype, out_dtype; /* of src and dst: equal, or a half dtype into float32 */
     int64_t map_lo, map_hi, channels;
     int sharing; /* 0: a mask per map, 1: per sample (shared by the channels), 2: one for the batch */
     double scale;
@@ -182,7 +240,10 @@ static void run_job(const job_t *j) {
     const plan_t *p = j->p;
     const seed_t *sd = p->seeds;
     const int64_t n = p->n_seeds, nu = p->g.n_units;
-    const size_t es = (size_t)ELEMENT_SIZE[j->dtype];
+    const size_t ses = (size_t)ELEMENT_SIZE[j->dtype], es = (size_t)ELEMENT_SIZE[j->out_dtype];
+    const int wide = j->out_dtype != j->dtype;
+    const loop_fn scale_loop = wide ? WIDE_SCALE[j->dtype] : SCALE[j->dtype];
+    const loop_fn select_loop = wide ? WIDE_SELECT[j->dtype] : SELECT[j->dtype];
     /* In place with scale 1 the values are left as they are (as the torch path does: x * 1 would quiet
      * signalling NaNs); only the blocks are zeroed. */
     const int product = !(j->src == j->dst && j->scale == 1.0);
@@ -191,18 +252,18 @@ static void run_job(const job_t *j) {
         int64_t e = m + (p->tiles ? p->tile_maps : p->chunk_maps);
         if (e > j->map_hi) e = j->map_hi;
         if (j->sharing == 1 && e > (m / j->channels + 1) * j->channels) e = (m / j->channels + 1) * j->channels;
-        const char *src = j->src + (size_t)(m * nu) * es;
+        const char *src = j->src + (size_t)(m * nu) * ses;
         char *dst = j->dst + (size_t)(m * nu) * es;
         if (p->tiles) {
             const int64_t mask = mask_of(j, m);
             while (s < n && sd[s].mask < mask) s++;
             const unsigned char *tile = s < n && sd[s].mask == mask ? p->tiles + mask * p->tile_maps * nu : NULL;
             if (tile && product)
-                SELECT[j->dtype](src, dst, (e - m) * nu, j->scale, tile);
+                select_loop(src, dst, (e - m) * nu, j->scale, tile);
             else if (tile)
                 zero_where(dst, (e - m) * nu, tile, es);
             else if (product)
-                SCALE[j->dtype](src, dst, (e - m) * nu, j->scale, NULL);
+                scale_loop(src, dst, (e - m) * nu, j->scale, NULL);
             m = e;
             continue;
         }
@@ -214,14 +275,14 @@ static void run_job(const job_t *j) {
             q = run_end(sd, n, b);
             if (!covers_map(sd, b, q, nu)) continue;
             if (product && map > scaled)
-                SCALE[j->dtype](src + (size_t)((scaled - m) * nu) * es, dst + (size_t)((scaled - m) * nu) * es,
-                                (map - scaled) * nu, j->scale, NULL);
+                scale_loop(src + (size_t)((scaled - m) * nu) * ses, dst + (size_t)((scaled - m) * nu) * es,
+                           (map - scaled) * nu, j->scale, NULL);
             memset(dst + (size_t)((map - m) * nu) * es, 0, (size_t)nu * es);
             scaled = map + 1;
         }
         if (product && e > scaled)
-            SCALE[j->dtype](src + (size_t)((scaled - m) * nu) * es, dst + (size_t)((scaled - m) * nu) * es,
-                            (e - scaled) * nu, j->scale, NULL);
+            scale_loop(src + (size_t)((scaled - m) * nu) * ses, dst + (size_t)((scaled - m) * nu) * es,
+                       (e - scaled) * nu, j->scale, NULL);
         for (; s < n && sd[s].mask < e; s = q) {
             q = run_end(sd, n, s);
             if (!(p->can_cover && covers_map(sd, s, q, nu)))
@@ -232,18 +293,21 @@ static void run_job(const job_t *j) {
 }
 
 /* out = src * scale with every unit of every block set to +0, for contiguous (n_maps, *sizes) tensors of
- * one dtype (dst may equal src); map m uses mask m (sharing 0), m / channels (1) or 0 (2). Maps are split
- * into n_threads contiguous ranges, run on OpenMP threads. Returns 0, or -3 on an unsupported dtype or a
- * map count that does not fit the plan. */
-int db_plan_apply(void *handle, const void *src, void *dst, int dtype, int64_t n_maps, int64_t channels,
-                  int sharing, double scale, int n_threads) {
+ * one dtype (dst may equal src), or a float16 / bfloat16 src into a float32 dst (not in place); map m uses
+ * mask m (sharing 0), m / channels (1) or 0 (2). Maps are split into n_threads contiguous ranges, run on
+ * OpenMP threads. Returns 0, or -3 on an unsupported pair of dtypes or a map count that does not fit the
+ * plan. */
+int db_plan_apply(void *handle, const void *src, void *dst, int dtype, int out_dtype, int64_t n_maps,
+                  int64_t channels, int sharing, double scale, int n_threads) {
     const plan_t *p = (const plan_t *)handle;
     if (!db_supports(dtype) || sharing < 0 || sharing > 2 || channels < 1) return -3;
+    if (out_dtype != dtype && !(out_dtype == DT_F32 && (dtype == DT_F16 || dtype == DT_BF16))) return -3;
+    if (out_dtype != dtype && src == dst) return -3;
     int64_t n_masks = sharing == 0 ? n_maps : (sharing == 1 ? n_maps / channels : 1);
     if (n_masks != p->n_masks || (sharing == 1 && n_maps % channels)) return -3;
     if (n_threads < 1) n_threads = 1;
     if (n_threads > n_maps) n_threads = (int)(n_maps > 0 ? n_maps : 1);
-    job_t base = {p, (const char *)src, (char *)dst, dtype, 0, n_maps, channels, sharing, scale};
+    job_t base = {p, (const char *)src, (char *)dst, dtype, out_dtype, 0, n_maps, channels, sharing, scale};
 #ifdef _OPENMP
     /* torch's OpenMP runtime (the library of the same soname, already loaded by torch), so that the
      * threads are torch's own intra-op threads rather than a second pool competing for the cores. */

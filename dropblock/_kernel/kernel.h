@@ -14,7 +14,8 @@
  *
  * Scaling follows torch's product of a tensor with a Python float: float32 computes x * (float)scale;
  * float64 x * scale; float16 and bfloat16 convert x to float32, multiply by (float)scale and round to
- * nearest even (bfloat16 NaN -> 0x7FC0, as c10::BFloat16).
+ * nearest even (bfloat16 NaN -> 0x7FC0, as c10::BFloat16), or keep the float32 product where the output is
+ * float32 (profiles with output_dtype="float32": torch's out.copy_(x).mul_(scale)).
  */
 #ifndef DROPBLOCK_KERNEL_H
 #define DROPBLOCK_KERNEL_H
