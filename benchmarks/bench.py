@@ -210,9 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         keep = {name.strip() for name in args.impls.split(",") if name.strip()}
         unknown = sorted(keep - {i.name for i in impls} - set(PEER_SPECS))
         if unknown:
-            return _usage_error(f"unknown implementation(s) {', '.join(unknown)}; choose from "
-                                f"{', '.join(i.name for i in impls if i.name != FLOOR)} or a peer of "
-                                f"{', '.join(PEER_SPECS)}")
+            names = dict.fromkeys([*(i.name for i in impls if i.name != FLOOR), *PEER_SPECS])
+            return _usage_error(f"unknown implementation(s) {', '.join(unknown)}; choose from {', '.join(names)}")
         keep.add(FLOOR)
         impls = [i for i in impls if i.name in keep]
         messages = [m for m in messages if m.split(" skipped: ")[0] in keep]

@@ -8,7 +8,8 @@ Usage::
 A row per implementation, a column per (dtype, mode); each cell gives the median and the largest of the
 implementation's ratios to the floor (``x.clone()``, or ``x*mask`` for the backward pass) over the
 configurations of that column: every shape, block size and thread count of the run (or those of
-``--threads``). ``n`` is the number of configurations; a cell is ``-`` where the implementation did not run.
+``--threads``). ``n`` is the number of configurations; a cell is ``-`` where the implementation did not run,
+and an implementation that ran nowhere in 2D (3D) is named under the table with the reason.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def summarise(results: list[dict], threads: set[int] | None = None) -> str:
                 cells.append(f"{statistics.median(ratios):.2f} ({max(ratios):.2f}) n={len(ratios)}" if ratios
                              else "-")
             out.append(f"| {impl} | " + " | ".join(cells) + " |")
+        missing = {r["impl"]: r.get("note", "") for r in results if r["dims"] == dims and r["impl"] not in impls}
+        for impl, note in missing.items():
+            out.append(f"\n{impl}: did not run in {dims}D ({note or 'no note'})")
     return "\n".join(out)
 
 

@@ -136,8 +136,10 @@ def test_the_summary_gives_median_and_largest_ratio_per_column(tmp_path, capsys)
                 "impl": impl, "status": status, "ratio_to_floor": ratio}
 
     results = [row("x.clone()", 1.0, 3), row("x.clone()", 1.0, 5), row("ref:paper", 1.5, 3),
-               row("ref:paper", 2.5, 5), row("ref:paper", 9.0, 7, status="error"), row("timm", 1.2, 3, "bf16")]
+               row("ref:paper", 2.5, 5), row("ref:paper", 9.0, 7, status="error"), row("timm", 1.2, 3, "bf16"),
+               {**row("peer3d", None, 3, status="skipped"), "note": "no 3D entry point"}]
     table = summary.summarise(results)
+    assert "peer3d: did not run in 2D (no 3D entry point)" in table
     assert "| ref:paper | 2.00 (2.50) n=2 | - |" in table
     assert "| timm | - | 1.20 (1.20) n=1 |" in table
     path = tmp_path / "bench.json"
