@@ -244,17 +244,23 @@ def test_shared_mask_tiles_beyond_their_byte_cap(monkeypatch, shape, block_size)
     assert plan.n_dropped == int(zeros[:, 0].sum())
 
 
+def _check_large_draws(monkeypatch, x, cases, min_seeds=65536):
+    """Each ``(profile, block_size, drop_prob)`` of ``cases`` on ``x`` (no zeros in it) on 2 threads: kernel and
+    torch path bit for bit, over ``min_seeds`` seeds, and the kernel's count equal to the zeros written."""
+    channels = x.shape[1]
+    for profile, k, p in cases:
+        prof = _profile(profile)
+        with _threads(2):
+            out_k, out_t, plan = _run_both(monkeypatch, x, p, k, prof, seed=k)
+        _assert_bitwise(out_k, out_t)
+        assert plan.seeds.numel() > min_seeds
+        assert plan.n_dropped * (channels if prof.sharing == "channel" else 1) == int((out_k == 0).sum())
+
 def test_plans_decoded_on_several_threads(monkeypatch):
     """Over 65536 seeds: the plan is decoded on OpenMP threads (and checked for increasing seeds)."""
     monkeypatch.setattr(native, "_THREAD_FROM", 1)
     x = torch.empty(16, 2, 96, 96).uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(1))
-    for profile, k, p in [("paper", 1, 0.9), ("all_none", 2, 1.0), ("timm", 1, 0.9)]:
-        with _threads(2):
-            out_k, out_t, plan = _run_both(monkeypatch, x, p, k, _profile(profile), seed=k)
-        _assert_bitwise(out_k, out_t)
-        assert plan.seeds.numel() > 65536
-        zeros = int((out_k == 0).sum())
-        assert plan.n_dropped * (2 if _profile(profile).sharing == "channel" else 1) == zeros
+    _check_large_draws(monkeypatch, x, [("paper", 1, 0.9), ("all_none", 2, 1.0), ("timm", 1, 0.9)])
 
 
 
@@ -263,12 +269,7 @@ def test_counts_of_many_small_groups_on_several_threads(monkeypatch):
     threads, by pairwise overlaps or, where three blocks share a unit, by painting."""
     monkeypatch.setattr(native, "_THREAD_FROM", 1)
     x = torch.empty(64, 512, 14, 14).uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(4))
-    for profile, k, p in [("paper", 3, 0.1), ("paper", 5, 0.3), ("all_none", 4, 0.2)]:
-        with _threads(2):
-            out_k, out_t, plan = _run_both(monkeypatch, x, p, k, _profile(profile), seed=k)
-        _assert_bitwise(out_k, out_t)
-        assert plan.seeds.numel() > 65536
-        assert plan.n_dropped == int((out_k == 0).sum())  # x has no 0
+    _check_large_draws(monkeypatch, x, [("paper", 3, 0.1), ("paper", 5, 0.3), ("all_none", 4, 0.2)])
 
 def test_draws_that_span_many_chunks_of_uniforms(monkeypatch):
     """Chunks of 7 log-uniforms: the draw carries its position over hundreds of chunk boundaries and grows
@@ -311,13 +312,8 @@ def test_draws_decoded_partly_while_drawn_and_partly_on_threads(monkeypatch):
     # Under "dense" (gamma 8/9) successive seeds, the two across the chunks included, are mostly neighbours
     # whose blocks overlap.
     dense = CUSTOM["all_none"].replace(gamma_scale=8.0, name="dense")
-    for profile, k, p in [("paper", 3, 0.9), ("all_none", 2, 0.95), ("timm", 1, 0.9), (dense, 3, 1.0)]:
-        with _threads(2):
-            out_k, out_t, plan = _run_both(monkeypatch, x, p, k, _profile(profile), seed=k)
-        _assert_bitwise(out_k, out_t)
-        assert plan.seeds.numel() > 65536 + 50
-        zeros = int((out_k == 0).sum())
-        assert plan.n_dropped * (2 if _profile(profile).sharing == "channel" else 1) == zeros  # x has no 0
+    _check_large_draws(monkeypatch, x, [("paper", 3, 0.9), ("all_none", 2, 0.95), ("timm", 1, 0.9), (dense, 3, 1.0)],
+                       min_seeds=65536 + 50)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
