@@ -47,3 +47,25 @@ def slow_dropped(seeds: list[int], geometry, n_masks: int) -> torch.Tensor:
         box = [slice(*axis.block_range(c)) for axis, c in zip(geometry.axes, coords)]
         dropped[(m, *box)] = True
     return dropped
+
+
+def expected_output(x: torch.Tensor, dropped: torch.Tensor, prof) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(expected output, dropped mask expanded to ``x``'s shape, scale) of profile ``prof`` for the painted mask
+    ``dropped`` ``(n_masks, *sizes)``: kept units ``x * scale`` with the profile's global normalisation (as
+    :func:`dropblock.functional.drop_block` computes it), dropped units +0, in the profile's output dtype."""
+    n, c = x.shape[:2]
+    mask_len = dropped.numel()
+    kept = mask_len - int(dropped.sum())
+    scale = 1.0
+    if prof.normalize == "global":
+        denom = kept + prof.eps
+        scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
+        if not math.isfinite(scale):
+            scale = 0.0
+    view = {"none": (n, c), "channel": (n, 1), "batch": (1, 1)}[prof.sharing] + tuple(x.shape[2:])
+    full = dropped.view(view).expand(x.shape).to(x.device)
+    out_dtype = x.dtype
+    if prof.output_dtype == "float32":
+        out_dtype = torch.promote_types(x.dtype, torch.float32)
+    expected = x.detach().to(out_dtype) * scale  # Python-float scale: float32 opmath for half inputs
+    return expected.masked_fill(full, 0), full, scale

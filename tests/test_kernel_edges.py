@@ -19,7 +19,7 @@ import contextlib
 
 import pytest
 import torch
-from oracle import direct_seeds, slow_dropped
+from oracle import direct_seeds, expected_output, slow_dropped
 
 import dropblock._native as native
 import dropblock._seeds as seeds_mod
@@ -144,16 +144,9 @@ def _check(monkeypatch, shape, drop_prob, block_size, profile, *, dtype=torch.fl
     dropped = slow_dropped(seed_list, geometry, n_masks)
     assert plan.n_dropped == int(dropped.sum()), where
 
-    full = dropped.view({"none": (n, c), "channel": (n, 1), "batch": (1, 1)}[prof.sharing] + sizes).expand(x.shape)
+    expected, full, _ = expected_output(x, dropped, prof)
     assert bool((out_k[full] == 0).all()) and not bool(torch.signbit(out_k[full]).any()), where
-    mask_len = dropped.numel()
-    kept = mask_len - int(dropped.sum())
-    scale = 1.0
-    if prof.normalize == "global":
-        denom = kept + prof.eps
-        scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
-    wide = x.to(out_k.dtype)  # float32 for half inputs under output_dtype="float32" (exact)
-    expected = (wide * scale).masked_fill(full, 0)  # Python-float scale: float32 opmath for half inputs
+    assert out_k.dtype == expected.dtype, where
     torch.testing.assert_close(out_k, expected, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{where}: {m}")
     return out_k, plan
 

@@ -14,11 +14,9 @@ tensors) and through the torch path (the fallback, and the path of every other l
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from oracle import direct_seeds, slow_dropped
+from oracle import direct_seeds, expected_output, slow_dropped
 
 from dropblock import PRESETS, _native, functional, get_profile
 from dropblock._sampling import sample_seeds
@@ -54,22 +52,7 @@ def _slow_reference(x, drop_prob, block_size, profile, spatial_dims, state, devi
     gen = torch.Generator(device=device)
     gen.set_state(state)
     seeds = direct_seeds(n_masks * geometry.n_seed_positions, gamma, gen, device)
-    dropped = slow_dropped(seeds, geometry, n_masks)
-    mask_len = dropped.numel()
-    kept = mask_len - int(dropped.sum())
-    scale = 1.0
-    if prof.normalize == "global":
-        denom = kept + prof.eps
-        scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
-        if not math.isfinite(scale):
-            scale = 0.0
-    view = {"none": (n, c), "channel": (n, 1), "batch": (1, 1)}[prof.sharing] + sizes
-    full = dropped.view(view).expand(x.shape).to(device)
-    out_dtype = x.dtype
-    if prof.output_dtype == "float32":
-        out_dtype = torch.promote_types(x.dtype, torch.float32)
-    expected = x.detach().to(out_dtype) * scale  # Python-float scale: float32 opmath for half inputs
-    expected = expected.masked_fill(full, 0)
+    expected, full, scale = expected_output(x, slow_dropped(seeds, geometry, n_masks), prof)
     return expected, full, scale, gen.get_state()
 
 
