@@ -4,8 +4,9 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
-#if defined(__F16C__) && defined(__AVX__) && defined(__SSE4_1__)
+#if defined(__FLT16_MAX__) && defined(__F16C__) && defined(__AVX__) && defined(__SSE4_1__)
 #include <immintrin.h>
+#define F16C_LOOPS 1 /* float16 loops eight units at a time (the float32-output select also needs AVX2) */
 #endif
 
 #include "kernel.h"
@@ -26,44 +27,49 @@ static inline float bf16_to_f32(uint16_t h) {
 }
 
 /* Per-dtype loops: scale (d = s * c) and select (d = dropped ? +0 : s * c, computed for every unit and then
- * selected, so that a dropped unit is +0 whatever s holds there). */
+ * selected, so that a dropped unit is +0 whatever s holds there); T is the input type, U the output type
+ * (a half input widened into a float32 output under output_dtype="float32": torch's
+ * out.copy_(src).mul_(scale), the widening exact). */
 #define ID(v) (v)
 #define TO_F16(v) ((_Float16)(v))
-#define DEFINE_LOOPS(NAME, T, CT, LOAD, STORE)                                                             \
+#define DEFINE_LOOPS(NAME, T, U, CT, LOAD, STORE)                                                          \
     static void scale_##NAME(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) { \
         const T *s = (const T *)src;                                                                        \
-        T *d = (T *)dst;                                                                                    \
+        U *d = (U *)dst;                                                                                    \
         const CT c = (CT)scale;                                                                             \
         (void)dr;                                                                                           \
         for (int64_t i = 0; i < n; i++) d[i] = STORE(LOAD(s[i]) * c);                                       \
     }                                                                                                       \
     static void select_##NAME(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) { \
         const T *s = (const T *)src;                                                                        \
-        T *d = (T *)dst;                                                                                    \
+        U *d = (U *)dst;                                                                                    \
         const CT c = (CT)scale;                                                                             \
         for (int64_t i = 0; i < n; i++) {                                                                   \
-            T v = STORE(LOAD(s[i]) * c);                                                                    \
-            d[i] = dr[i] ? (T)0 : v;                                                                        \
+            U v = STORE(LOAD(s[i]) * c);                                                                    \
+            d[i] = dr[i] ? (U)0 : v;                                                                        \
         }                                                                                                   \
     }
 
-DEFINE_LOOPS(f32, float, float, ID, ID)
-DEFINE_LOOPS(f64, double, double, ID, ID)
-DEFINE_LOOPS(bf16, uint16_t, float, bf16_to_f32, f32_to_bf16)
+DEFINE_LOOPS(f32, float, float, float, ID, ID)
+DEFINE_LOOPS(f64, double, double, double, ID, ID)
+DEFINE_LOOPS(bf16, uint16_t, uint16_t, float, bf16_to_f32, f32_to_bf16)
+DEFINE_LOOPS(bf16_f32, uint16_t, float, float, bf16_to_f32, ID)
 #ifdef __FLT16_MAX__
-DEFINE_LOOPS(f16_scalar, _Float16, float, ID, TO_F16)
-#if defined(__F16C__) && defined(__AVX__) && defined(__SSE4_1__)
+DEFINE_LOOPS(f16_scalar, _Float16, _Float16, float, ID, TO_F16)
+DEFINE_LOOPS(f16_f32_scalar, _Float16, float, float, ID, ID)
+#ifdef F16C_LOOPS
 /* The compiler does not vectorise _Float16 conversions: eight units at a time through F16C (the same
  * vcvtph2ps / vcvtps2ph, round to nearest even, that the scalar loops use one unit at a time). */
+static inline __m256 f16x8_times(const uint16_t *s, __m256 c) { /* eight float16 units, widened, times c */
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s)), c);
+}
 static void scale_f16(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) {
     const uint16_t *s = (const uint16_t *)src;
     uint16_t *d = (uint16_t *)dst;
     const __m256 c = _mm256_set1_ps((float)scale);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))), c);
-        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
-    }
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(f16x8_times(s + i, c), _MM_FROUND_TO_NEAREST_INT));
     scale_f16_scalar(s + i, d + i, n - i, scale, dr);
 }
 static void select_f16(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) {
@@ -72,54 +78,20 @@ static void select_f16(const void *src, void *dst, int64_t n, double scale, cons
     const __m256 c = _mm256_set1_ps((float)scale);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))), c);
-        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+        __m128i h = _mm256_cvtps_ph(f16x8_times(s + i, c), _MM_FROUND_TO_NEAREST_INT);
         __m128i dropped = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(dr + i)));
         __m128i keep = _mm_cmpeq_epi16(dropped, _mm_setzero_si128()); /* all ones where kept */
         _mm_storeu_si128((__m128i *)(d + i), _mm_and_si128(h, keep)); /* +0 where dropped */
     }
     select_f16_scalar(s + i, d + i, n - i, scale, dr + i);
 }
-#else
-#define scale_f16 scale_f16_scalar
-#define select_f16 select_f16_scalar
-#endif
-#define F16_LOOP(kind) kind##_f16
-#else
-#define F16_LOOP(kind) NULL
-#endif
-
-/* Half inputs into a float32 output (profiles with output_dtype="float32"): d = (float)s * (float)scale, as
- * torch computes out.copy_(src).mul_(scale) (the widening is exact). */
-#define DEFINE_WIDE_LOOPS(NAME, T, LOAD)                                                                    \
-    static void scale_##NAME(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) { \
-        const T *s = (const T *)src;                                                                        \
-        float *d = (float *)dst;                                                                            \
-        const float c = (float)scale;                                                                       \
-        (void)dr;                                                                                           \
-        for (int64_t i = 0; i < n; i++) d[i] = LOAD(s[i]) * c;                                              \
-    }                                                                                                       \
-    static void select_##NAME(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) { \
-        const T *s = (const T *)src;                                                                        \
-        float *d = (float *)dst;                                                                            \
-        const float c = (float)scale;                                                                       \
-        for (int64_t i = 0; i < n; i++) {                                                                   \
-            float v = LOAD(s[i]) * c;                                                                       \
-            d[i] = dr[i] ? 0.0f : v;                                                                        \
-        }                                                                                                   \
-    }
-
-DEFINE_WIDE_LOOPS(bf16_f32, uint16_t, bf16_to_f32)
-#ifdef __FLT16_MAX__
-DEFINE_WIDE_LOOPS(f16_f32_scalar, _Float16, (float))
-#if defined(__F16C__) && defined(__AVX2__)
+#if defined(__AVX2__)
 static void scale_f16_f32(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) {
     const uint16_t *s = (const uint16_t *)src;
     float *d = (float *)dst;
     const __m256 c = _mm256_set1_ps((float)scale);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))), c));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, f16x8_times(s + i, c));
     scale_f16_f32_scalar(s + i, d + i, n - i, scale, dr);
 }
 static void select_f16_f32(const void *src, void *dst, int64_t n, double scale, const unsigned char *dr) {
@@ -128,19 +100,27 @@ static void select_f16_f32(const void *src, void *dst, int64_t n, double scale, 
     const __m256 c = _mm256_set1_ps((float)scale);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))), c);
+        __m256 v = f16x8_times(s + i, c);
         __m256i keep = _mm256_cmpeq_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(dr + i))),
                                           _mm256_setzero_si256()); /* all ones where kept */
         _mm256_storeu_ps(d + i, _mm256_and_ps(v, _mm256_castsi256_ps(keep)));
     }
     select_f16_f32_scalar(s + i, d + i, n - i, scale, dr + i);
 }
-#else
+#endif
+#endif
+#ifndef F16C_LOOPS
+#define scale_f16 scale_f16_scalar
+#define select_f16 select_f16_scalar
+#endif
+#if !(defined(F16C_LOOPS) && defined(__AVX2__))
 #define scale_f16_f32 scale_f16_f32_scalar
 #define select_f16_f32 select_f16_f32_scalar
 #endif
+#define F16_LOOP(kind) kind##_f16
 #define F16_WIDE_LOOP(kind) kind##_f16_f32
 #else
+#define F16_LOOP(kind) NULL
 #define F16_WIDE_LOOP(kind) NULL
 #endif
 
