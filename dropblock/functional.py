@@ -16,8 +16,8 @@ Dropped units are exactly zero whatever ``x`` holds there (``inf``/``NaN`` inclu
 ``x * scale``, so non-finite inputs flow through kept units only.
 
 Steps 2-4 run in the fused CPU kernel (:mod:`dropblock._native`) for contiguous CPU inputs whose output keeps
-their dtype, and as torch operations otherwise (CUDA, other layouts, no C compiler); both draw the same
-seeds from the same uniforms and give the same output.
+their dtype or widens a half input to float32, and as torch operations otherwise (CUDA, other layouts, no C
+compiler); both draw the same seeds from the same uniforms and give the same output.
 """
 
 from __future__ import annotations
