@@ -15,9 +15,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["CheckResult", "Verdict", "derive_seed", "finite_or_none", "verdict_of"]
+__all__ = ["CheckResult", "Verdict", "CHECK_VERDICTS", "BAD_VERDICTS", "IMPL_VERDICTS", "derive_seed",
+           "finite_or_none", "verdict_of"]
 
-Verdict = Literal["pass", "fail", "error", "skip"]
+Verdict = Literal["pass", "fail", "error", "crashed", "timeout", "not-run", "skip", "xfail", "xpass"]
+
+#: Verdicts of one check instance. ``pass``/``fail``: the check ran and decided. ``error``: the implementation
+#: raised or the check could not decide. ``crashed``: the process running the check died (signal or exit
+#: status in the message). ``timeout``: the check ran past its hard time limit and was stopped.
+#: ``not-run``: planned but never run (the run was interrupted, or its worker could not be replaced).
+#: ``skip``: not applicable to this implementation. ``xfail``: failed, as an expectations file says it does.
+#: ``xpass``: an expected failure that passed (strict: the expectation is stale).
+CHECK_VERDICTS: tuple[str, ...] = ("pass", "fail", "error", "crashed", "timeout", "not-run", "skip", "xfail",
+                                   "xpass")
+#: Check verdicts that keep an implementation from conforming.
+BAD_VERDICTS: frozenset[str] = frozenset({"fail", "error", "crashed", "timeout", "not-run", "xpass"})
+#: Verdicts of an implementation (see :func:`verdict_of`); ``unavailable``: requested but could not be loaded.
+IMPL_VERDICTS: tuple[str, ...] = ("conforms", "does-not-conform", "error", "incomplete", "unavailable",
+                                  "skipped")
 
 
 def derive_seed(base_seed: int, *parts: object) -> int:
@@ -42,7 +57,8 @@ class CheckResult:
     ----------
     id : str
         Check id, e.g. ``"T1.lattice_rate"``; ``family`` is the part before the dot.
-    verdict : {"pass", "fail", "error", "skip"}
+    verdict : str
+        One of :data:`CHECK_VERDICTS`.
     statistic, pvalue : float or None
         Test statistic and p-value (None for deterministic checks).
     alpha : float
@@ -100,16 +116,23 @@ class CheckResult:
 def verdict_of(check_verdicts: Iterable[str]) -> str:
     """Verdict of an implementation from its checks' verdicts.
 
-    ``conforms`` when every check passed or was skipped (and one passed), ``skipped`` when nothing ran,
-    ``error`` when checks only errored or were skipped, else ``does-not-conform``.
+    - ``conforms``: every check passed, was skipped or failed as expected (``xfail``), and one of them ran;
+    - ``does-not-conform``: a check failed or an expected failure passed (``xpass``), or the implementation
+      raised, crashed or hung on some checks while passing others;
+    - ``error``: nothing passed and checks only errored, crashed or timed out (besides skips);
+    - ``incomplete``: nothing failed, but planned checks were not run;
+    - ``skipped``: nothing ran.
+
+    Unknown verdicts count as errors: a verdict this function does not know never reads as a pass.
     """
     verdicts = set(check_verdicts)
-    if not verdicts:
+    if not verdicts or verdicts == {"skip"}:
         return "skipped"
-    if verdicts <= {"pass", "skip"}:
-        return "conforms" if "pass" in verdicts else "skipped"
-    if "fail" in verdicts:
+    if verdicts <= {"pass", "skip", "xfail"}:
+        return "conforms"
+    if verdicts & {"fail", "xpass"}:
         return "does-not-conform"
-    if verdicts <= {"error", "skip"}:
-        return "error"
-    return "does-not-conform"
+    misbehaved = verdicts - {"pass", "skip", "xfail", "not-run"}
+    if misbehaved:
+        return "does-not-conform" if verdicts & {"pass", "xfail"} else "error"
+    return "incomplete"

@@ -20,7 +20,13 @@ __all__ = ["CheckSpec", "SUITE", "Context", "BUDGETS"]
 
 @dataclass(frozen=True)
 class CheckSpec:
-    """One check of the suite: ``fn(adapter, ctx) -> CheckResult``."""
+    """One check of the suite: ``fn(adapter, ctx) -> CheckResult``.
+
+    ``h0``, ``statistic`` and ``method`` describe a statistical check for reports and documentation: its
+    null hypothesis, its test statistic, and how its p-value is computed (``"exact"``, ``"monte-carlo (R
+    replicates)"``, or ``"asymptotic"`` with the evidence that it holds). Deterministic checks leave them
+    empty. Plain-language summaries and what-to-do advice live in :mod:`verification.checks.guide`.
+    """
 
     id: str
     fn: Callable
@@ -28,6 +34,9 @@ class CheckSpec:
     dtypes: tuple[str, ...] | None = None
     dims: tuple[int, ...] = (2,)
     devices: tuple[str, ...] | None = None
+    h0: str = ""
+    statistic: str = ""
+    method: str = ""
 
     @property
     def statistical(self) -> bool:
