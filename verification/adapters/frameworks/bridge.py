@@ -198,16 +198,20 @@ class FrameworkAdapter(Adapter):
             raise AdapterSpecError(f"adapter spec {spec.text!r}: {self.call_text()} does not match the signature "
                                    f"of {spec.target}")
         version = _version_of(spec.module)
+        own = spec.module.split(".")[0] == bridge.module
         kind = "class" if self._is_class else "function"
         super().__init__(
             name=spec.text,
-            version=f"{version} ({bridge.label})" if version != "unknown" else bridge.label,
+            version=bridge.label if own or version == "unknown" else f"{version} ({bridge.label})",
             profile=profile if profile is not None else PRESETS["paper"],
             capabilities=capabilities if capabilities is not None else Capabilities(
                 dims=(spec.dims,), dtypes=bridge.dtypes, devices=("cpu",)),
             description=f"{bridge.label} {kind} {self.call_text()} on {spec.layout.upper()} arrays"
                         + ("" if self._is_class or "training" in self._names else "; eval is the identity"),
         )
+        seeded = [*bridge.snippet_seed()] + ([f"rng = {bridge.snippet_rng()}"] if bridge.snippet_rng() else [])
+        self.randomness = (f"what the {bridge.framework} bridge seeds on each call ({'; '.join(seeded)}), seed "
+                           "being one torch.randint(2**31 - 1, ()) draw from torch's CPU generator")
 
     @property
     def spec(self) -> FrameworkSpec:

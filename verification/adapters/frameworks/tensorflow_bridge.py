@@ -81,7 +81,7 @@ class KerasBridge(Bridge):
 
     @property
     def label(self) -> str:
-        return f"keras {self.version} ({self._backend.label} backend)"
+        return f"keras {self.version} on {self._backend.label}"
 
     def to_framework(self, t: torch.Tensor) -> Any:
         return self._backend.to_framework(t)
