@@ -208,10 +208,12 @@ def parse_framework_spec(spec: str) -> FrameworkSpec:
 
 
 def is_framework_spec(spec: object) -> bool:
-    """Whether ``spec`` starts with a framework prefix (``numpy:``, ``tf:``, ...)."""
+    """Whether ``spec`` is meant as a framework spec: a framework prefix (``numpy:``, ``tf:``, ...) or the
+    ``word:module:attr`` form (then an unknown framework is reported as such)."""
     if not isinstance(spec, str) or ":" not in spec:
         return False
-    return spec.strip().split(":", 1)[0] in {*FRAMEWORKS, *UNSUPPORTED}
+    head = spec.strip().split("(", 1)[0]
+    return head.split(":", 1)[0] in {*FRAMEWORKS, *UNSUPPORTED} or head.count(":") == 2
 
 
 def framework_spec(framework: str, impl: str, *, layout: str | None = None, args: Iterable[str] = ()) -> str:
