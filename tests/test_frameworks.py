@@ -285,3 +285,29 @@ def test_keras_drop_block_sync_channels_scales_by_the_channel_count(seed):
     got, want = map(float, re.search(r"scale ([\d.]+) but the profile's normalisation gives ([\d.]+)",
                                      result.message).groups())
     assert got / want == pytest.approx(6, rel=1e-5)  # the check's maps have 6 channels
+
+
+def test_square_only_tensorflow_function_through_the_bridge(examples, seed):
+    """The square-only TF example (as the authors' TPU code): every check on square maps passes; those on
+    H != W maps meet its ValueError (a declared square-only contract is what turns them into skips)."""
+    if not _has("tensorflow"):
+        pytest.skip("tensorflow is not installed")
+    spec = "tf:tf_dropblock:drop_block(x, keep_prob, block_size)"
+    _, results = _run_suite(spec, seed, only=["T0", "P.all_dropped", "T1.lattice_rate", "T6", "T2.position_profile"])
+    square = {"P.all_dropped[float32]", "T1.lattice_rate[float32]", "T6.tiny_mask_law[float32]"}
+    assert all(results[k].verdict == "pass" for k in square), {k: results[k].message for k in square}
+    others = {k: r for k, r in results.items() if k not in square}
+    assert all(r.verdict == "error" and "square maps only" in r.message for r in others.values())
+    adapter = load_adapter(spec)
+    ctx = Context(base_seed=seed, spec=spec)
+    x = (torch.rand(2, 3, 8, 8) + 0.5).requires_grad_(True)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        out = adapter(x, 0.2, 3)
+        again = adapter(x.detach(), 0.2, 3)
+        torch.manual_seed(seed)
+        repeat = adapter(x.detach(), 0.2, 3)
+    assert torch.equal(out.detach(), repeat) and not torch.equal(out.detach(), again)
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    torch.testing.assert_close(grad, out.detach() / x.detach())
+    assert ctx.reproduction((2, 3, 8, 8)).count("tf.random.set_seed(seed)") == 1
