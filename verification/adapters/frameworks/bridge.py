@@ -129,14 +129,15 @@ class Bridge(abc.ABC):
 
     # snippets -------------------------------------------------------------------------------------------
     @classmethod
-    @abc.abstractmethod
     def snippet_imports(cls) -> list[str]:
-        """Import lines of a reproduction snippet (``np`` is always imported)."""
+        """Import lines of a reproduction snippet (``random`` and ``numpy as np`` are always imported)."""
+        return []
 
     @classmethod
-    @abc.abstractmethod
     def snippet_seed(cls) -> list[str]:
-        """Lines that seed the framework as :meth:`seeded` does, given a variable ``seed``."""
+        """Lines that seed as :meth:`seeded` does, given a variable ``seed`` (extended by frameworks with a
+        global generator)."""
+        return ["random.seed(seed)", "np.random.seed(seed)"]
 
     @classmethod
     @abc.abstractmethod

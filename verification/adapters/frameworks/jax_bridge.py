@@ -52,10 +52,6 @@ class JaxBridge(Bridge):
         return ["import jax", "import jax.numpy as jnp"]
 
     @classmethod
-    def snippet_seed(cls) -> list[str]:
-        return ["random.seed(seed)", "np.random.seed(seed)"]
-
-    @classmethod
     def snippet_ones(cls, shape, dtype):
         return f"jnp.ones({tuple(shape)}, dtype=jnp.{dtype})"
 

@@ -52,14 +52,6 @@ class NumpyBridge(Bridge):
         return f(x), f
 
     @classmethod
-    def snippet_imports(cls) -> list[str]:
-        return []
-
-    @classmethod
-    def snippet_seed(cls) -> list[str]:
-        return ["random.seed(seed)", "np.random.seed(seed)"]
-
-    @classmethod
     def snippet_ones(cls, shape, dtype):
         return f"np.ones({tuple(shape)}, dtype={_NP_DTYPES[dtype]})"
 

@@ -44,7 +44,7 @@ class PaddleBridge(Bridge):
 
     @classmethod
     def snippet_seed(cls) -> list[str]:
-        return ["random.seed(seed)", "np.random.seed(seed)", "paddle.seed(seed)"]
+        return [*super().snippet_seed(), "paddle.seed(seed)"]
 
     @classmethod
     def snippet_ones(cls, shape, dtype):

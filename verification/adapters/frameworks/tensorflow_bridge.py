@@ -57,7 +57,7 @@ class TensorflowBridge(Bridge):
 
     @classmethod
     def snippet_seed(cls) -> list[str]:
-        return ["random.seed(seed)", "np.random.seed(seed)", "tf.random.set_seed(seed)"]
+        return [*super().snippet_seed(), "tf.random.set_seed(seed)"]
 
     @classmethod
     def snippet_ones(cls, shape, dtype):
