@@ -279,7 +279,7 @@ class FrameworkAdapter(Adapter):
         )
 
     def native_reproduction(self, shape: tuple[int, ...], dtype: str, drop_prob: float, block_size: int,
-                            torch_seed: int) -> str:
+                            torch_seed: int) -> str | None:
         """The call the suite makes after ``torch.manual_seed(torch_seed)``, in the framework's own terms."""
         from .snippets import native_reproduction
 

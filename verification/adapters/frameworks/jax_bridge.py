@@ -20,7 +20,7 @@ class JaxBridge(Bridge):
     framework = "jax"
     module = "jax"
     extra = "jax"
-    dtypes = ("float32", "float16", "bfloat16")
+    dtypes: tuple[str, ...] = ("float32", "float16", "bfloat16")
 
     def __init__(self, spec: str) -> None:
         super().__init__(spec)
