@@ -141,3 +141,56 @@ def calibration(session: nox.Session) -> None:
     args = session.posargs or ["--seeds", "500"]
     session.run("python", "-m", "verification.calibration", "--jobs", "2", "--json", "reports/calibration.json",
                 *args)
+
+
+# Framework packages tried by the 'frameworks' session: (label, pip arguments). One that fails to install is
+# reported and its tests are skipped. tf_keras gives 'from tensorflow import keras' the Keras 2 API that
+# keras-drop-block uses (with TF_USE_LEGACY_KERAS=1).
+FRAMEWORK_PACKAGES = (
+    ("jax", ["jax"]),
+    ("tensorflow", ["tensorflow-cpu", "tf_keras"]),
+    ("keras-cv", ["keras-cv"]),
+    ("keras-drop-block", ["keras-drop-block"]),
+    ("paddle", ["paddlepaddle"]),
+)
+# Published implementations (and the examples written for the tests) judged by the standard suite.
+FRAMEWORK_IMPLS = (
+    ("numpy-example", "numpy:numpy_dropblock:drop_block(x, drop_prob, block_size, rng=rng)@nhwc"),
+    ("jax-example", "jax:jax_dropblock:drop_block(key, x, drop_prob, block_size)"),
+    ("tf-square-example", "tf:tf_dropblock:drop_block(x, keep_prob, block_size)"),
+    ("keras-cv", "keras:keras_cv.layers:DropBlock2D(rate=drop_prob, block_size=block_size, dtype=dtype)"),
+    ("keras-drop-block", "tensorflow:keras_drop_block:DropBlock2D(block_size=block_size, keep_prob=keep_prob, "
+                         "dtype=dtype)"),
+    ("keras-drop-block-sync", "tensorflow:keras_drop_block:DropBlock2D(block_size=block_size, "
+                              "keep_prob=keep_prob, sync_channels=True, dtype=dtype)"),
+)
+
+
+@nox.session
+def frameworks(session: nox.Session) -> None:
+    """Implementations from other frameworks: the bridges' tests and the suite on published implementations.
+
+    Installs JAX, TensorFlow (with tf_keras), keras-cv, keras-drop-block and PaddlePaddle where they install,
+    runs tests/test_frameworks.py (Paddle in a process of its own: importing Paddle after TensorFlow
+    segfaults), then ``dropblock-verify run`` on each of FRAMEWORK_IMPLS in its own process, writing
+    reports/frameworks/<label>/. Extra arguments go to ``dropblock-verify run`` (default ``--budget
+    standard``); a non-conforming implementation is a finding, not a session failure.
+    """
+    _install(session, TORCH_CPU, "dev", "reports")
+    missing = []
+    for label, packages in FRAMEWORK_PACKAGES:
+        try:
+            session.install(*packages)
+        except nox.command.CommandFailed:
+            missing.append(label)
+    if missing:
+        session.warn(f"not installed here (their tests are skipped): {', '.join(missing)}")
+    session.env["TF_USE_LEGACY_KERAS"] = "1"
+    session.env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    session.env["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "examples", "frameworks")
+    session.run("pytest", "tests/test_frameworks.py", "-k", "not paddle")
+    session.run("pytest", "tests/test_frameworks.py", "-k", "paddle")
+    args = list(session.posargs) or ["--budget", "standard"]
+    for label, spec in FRAMEWORK_IMPLS:
+        session.run("dropblock-verify", "run", "--impl", spec, "--out", f"reports/frameworks/{label}", "--quiet",
+                    *args, success_codes=[0, 1, 2])

@@ -123,6 +123,9 @@ class Adapter(abc.ABC):
     profile: Profile
     capabilities: Capabilities
     description: str
+    #: Where the implementation must draw its randomness from to be repeatable under ``torch.manual_seed``
+    #: (named when ``T0.determinism`` fails).
+    randomness: str = "torch's global generator of the input's device"
 
     def __init__(
         self,

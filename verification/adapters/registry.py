@@ -11,6 +11,7 @@ from dropblock import Profile, get_profile, preset_names
 from .base import Adapter, AdapterSpecError, AdapterUnavailable, Capabilities
 from .builtin import OriginalAdapter, ReferenceAdapter, TimmAdapter, TimmLegacyAdapter, TorchvisionAdapter
 from .custom import load_custom
+from .frameworks import is_framework_spec, load_framework_adapter
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -99,7 +100,9 @@ def load_adapter(
 
     ``spec`` is a built-in (:func:`builtin_specs`, plus ``reference:<preset>`` for any preset, e.g.
     ``reference:timm`` or ``reference:paper+exact``), a name registered in the
-    ``dropblock_conformance.adapters`` entry-point group, or ``package.module:attr``.
+    ``dropblock_conformance.adapters`` entry-point group, ``package.module:attr``, or an implementation from
+    another framework, ``FRAMEWORK:package.module:attr[(arguments)][@layout]`` (see
+    :mod:`verification.adapters.frameworks`).
 
     ``profile`` overrides the declared law (a preset name or a :class:`dropblock.Profile`): the
     implementation is run unchanged and tested against that law. ``capabilities`` overrides what the
@@ -128,6 +131,8 @@ def load_adapter(
     elif spec.startswith("timm-legacy:"):
         raise AdapterSpecError(f"unknown adapter spec {spec!r}: the timm-legacy variants are 'timm-legacy' "
                                "and 'timm-legacy:fast'")
+    elif is_framework_spec(spec):
+        return load_framework_adapter(spec, profile=prof, capabilities=capabilities)
     else:
         ep = next((e for e in _entry_points() if e.name == spec), None)
         if ep is not None:

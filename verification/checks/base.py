@@ -68,10 +68,16 @@ class Context:
 
     def reproduction(self, shape: tuple[int, ...], drop_prob: float | None = None,
                      block_size: int | None = None, seed: int | None = None) -> str:
+        """A snippet making the call on ``torch.ones(shape)`` after ``torch.manual_seed(seed)``.
+
+        For an implementation from another framework (a framework spec) the snippet is in that framework's
+        own terms (:func:`verification.adapters.frameworks.native_reproduction`), followed by the suite's
+        call as comments.
+        """
         p = self.drop_prob if drop_prob is None else drop_prob
         k = self.block_size if block_size is None else block_size
         s = seed if seed is not None else 0
-        return (
+        snippet = (
             "import torch\n"
             "from verification.adapters import load_adapter\n"
             f"impl = load_adapter({self.spec!r})\n"
@@ -81,6 +87,14 @@ class Context:
             "print('dropped', (out == 0).float().mean().item(), 'NaN', out.isnan().sum().item(),\n"
             "      'values', out.unique()[:5])\n"
         )
+        # an implementation from another framework: the same call in that framework's own terms
+        from ..adapters.frameworks import native_reproduction
+
+        native = native_reproduction(self.spec, tuple(shape), self.dtype, p, k, s)
+        if native is None:
+            return snippet
+        suite = "".join(f"# {line}\n" for line in snippet.splitlines())
+        return f"{native}\n# the same call through the suite:\n{suite}"
 
 
 def make_result(check_id: str, ctx: Context, verdict: str, message: str, **fields) -> CheckResult:

@@ -232,7 +232,9 @@ def check_determinism(adapter, ctx: Context) -> CheckResult:
     except CallFailure as exc:
         return failure_result("T0.determinism", ctx, exc)
     if not torch.equal(outs[0], outs[1]):
-        return make_result("T0.determinism", ctx, "fail", "same RNG state gave different outputs")
+        source = getattr(adapter, "randomness", "torch's generator")
+        return make_result("T0.determinism", ctx, "fail",
+                           f"same RNG state gave different outputs: the draws must come from {source}")
     if torch.equal(outs[0] != 0, outs[2] != 0) and (outs[0] == 0).any():
         return make_result("T0.determinism", ctx, "fail",
                            "different RNG states gave the same mask (the mask ignores torch's generator)")
