@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FAMILIES", "CHECKS", "EFFECTS", "FAILURE_ADVICE", "CHECK_VERDICT_TEXT", "IMPL_VERDICT_TEXT",
-           "family_of", "effect_units"]
+__all__ = ["FAMILIES", "CHECKS", "EFFECTS", "FAILURE_ADVICE", "VERDICT_ADVICE", "CLOSEST_PROFILE_ADVICE",
+           "CHECK_VERDICT_TEXT", "IMPL_VERDICT_TEXT", "family_of", "effect_units"]
 
 #: family -> {"name", "tests" (one plain sentence), "h0" (null hypothesis; "none" for exact checks)}
 FAMILIES: dict[str, dict[str, str]] = {
@@ -191,6 +191,19 @@ FAILURE_ADVICE: dict[str, str] = {
     "shape": "Return a tensor of the input's shape.",
     "device": "Return the output on the input's device.",
 }
+
+#: check verdict -> what to do, for the verdicts that say nothing about the check itself
+VERDICT_ADVICE: dict[str, str] = {
+    "crashed": "The process died while running this check: run the reproduction snippet on its own to see the "
+               "crash (native code, or memory running out).",
+    "timeout": FAILURE_ADVICE["timeout"],
+    "not-run": "The run stopped before this check: run it again (--checks selects single checks).",
+    "xpass": "This check passes now: remove it from the expected failures.",
+}
+
+#: added to the advice of a statistical or block-shape failure when the closest profile is not the declared one
+CLOSEST_PROFILE_ADVICE = ("Its masks are closest to profile '{closest}': if that is the law it means to follow, "
+                          "declare it (dropblock-verify run --impl {spec} --profile {closest}).")
 
 #: check verdict -> meaning (every value of :data:`verification.results.CHECK_VERDICTS`)
 CHECK_VERDICT_TEXT: dict[str, str] = {
