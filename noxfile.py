@@ -128,10 +128,11 @@ def docs(session: nox.Session) -> None:
     """The documentation site (MkDocs), built into site/ with every warning an error.
 
     Broken internal links and anchors, missing pages and API objects fail the build. The check catalogue
-    page is generated from the suite itself (``docs/hooks.py``). ``nox -s docs -- serve`` previews it.
+    page is generated from the suite itself (``docs/hooks/catalogue.py``). ``nox -s docs -- serve`` previews it.
     """
     _install(session, TORCH_CPU)
     session.install(*DOCS)
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # mkdocs-material's banner about its successor
     if session.posargs[:1] == ["serve"]:
         session.run("mkdocs", "serve", *session.posargs[1:])
         return
