@@ -33,8 +33,8 @@ __all__ = ["render_html", "TEMPLATE_DIR"]
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 TEMPLATE = "report.html.j2"
 #: check verdict -> symbol of a matrix cell (``None``: no check in the cell)
-SYMBOLS = {"pass": "✓", "fail": "✗", "xpass": "✗", "crashed": "☠", "timeout": "◔", "error": "!", "not-run": "∅",
-           "xfail": "✓", "skip": "–", None: "·"}
+SYMBOLS = {"pass": "✓", "fail": "✗", "xpass": "‼", "crashed": "☠", "timeout": "◔", "error": "!", "not-run": "∅",
+           "xfail": "☑", "skip": "–", None: "·"}
 WIDE_PLOTS = ("pvalues", "effects", "position_profile")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 VERDICT_TEXT = {"conforms": "conforms", "does-not-conform": "does not conform", "error": "error",
