@@ -10,7 +10,8 @@ statistic that failed, made by the ``show_*`` helpers below: the snippet then dr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from typing import SupportsInt
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,11 +35,11 @@ BUDGETS: dict[str, dict[str, float]] = {
 }
 
 
-def _index(unit: Iterable[int]) -> str:
+def _index(unit: Iterable[SupportsInt]) -> str:
     return ", ".join(str(int(i)) for i in unit)
 
 
-def show_units(units: Sequence[Iterable[int]], expected: float, what: str = "drop rate") -> str:
+def show_units(units: Iterable[Iterable[SupportsInt]], expected: float, what: str = "drop rate") -> str:
     """Lines printing the drop rate over the given units (each a tuple of spatial indices) against ``expected``."""
     units = [tuple(int(i) for i in u) for u in units]
     if len(units) == 1:
@@ -50,14 +51,14 @@ def show_units(units: Sequence[Iterable[int]], expected: float, what: str = "dro
             f" 'exact', {expected:.5g})\n")
 
 
-def show_pair(u: Iterable[int], v: Iterable[int], expected: float) -> str:
+def show_pair(u: Iterable[SupportsInt], v: Iterable[SupportsInt], expected: float) -> str:
     """Lines printing how often units ``u`` and ``v`` drop together, against ``expected``."""
     u, v = tuple(int(i) for i in u), tuple(int(i) for i in v)
     return (f"both = dropped[:, {_index(u)}] & dropped[:, {_index(v)}]\n"
             f"print('co-drop of {u} and {v}:', round(both.float().mean().item(), 5), 'exact', {expected:.5g})\n")
 
 
-def show_channels(units: Sequence[Iterable[int]], expected: float) -> str:
+def show_channels(units: Iterable[Iterable[SupportsInt]], expected: float) -> str:
     """Lines printing how often channels 0 and 1 of a sample drop together at the given units."""
     units = [tuple(int(i) for i in u) for u in units]
     axes = ", ".join(str(list(ax)) for ax in zip(*units))
