@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import SupportsInt
 from dataclasses import dataclass, field
+from typing import SupportsInt
 
 import numpy as np
 
