@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from verification.checks import guide
-from verification.results import CHECK_VERDICTS, IMPL_VERDICTS
+from verification.results import BAD_VERDICTS, CHECK_VERDICTS, IMPL_VERDICTS
 
 from .model import family_of, family_sort_key, fmt_ci, fmt_num
 
@@ -37,7 +37,8 @@ def what_to_do(impl: dict[str, Any], check: dict[str, Any]) -> str:
     """One or two sentences on what to do about a check with a bad verdict.
 
     The advice for the verdict (crashed, timeout, not-run, xpass), else for the way the implementation call
-    misbehaved (``details["failure"]``: raised, timeout, wrong shape, ...), else the check's own advice; a
+    misbehaved (``details["failure"]``: raised, timeout, wrong shape, ...), else the check's own advice. A
+    statistical failure first names the deterministic checks that fail on the same device and dtype; a
     statistical or block-shape failure adds the closest profile when it is not the declared one.
     """
     verdict = str(check.get("verdict"))
@@ -48,6 +49,12 @@ def what_to_do(impl: dict[str, Any], check: dict[str, Any]) -> str:
         return guide.FAILURE_ADVICE[failure]
     cid = str(check.get("id", ""))
     text = guide.CHECKS.get(cid, {}).get("advice", "")
+    if check.get("alpha"):  # statistical: deterministic failures of the same device and dtype come first
+        same = sorted({str(c.get("id")) for c in impl.get("checks", []) if not c.get("alpha")
+                       and c.get("verdict") in BAD_VERDICTS and c.get("dtype") == check.get("dtype")
+                       and c.get("device") == check.get("device")})
+        if same:
+            text = guide.DETERMINISTIC_FIRST.format(ids=", ".join(same), dtype=check.get("dtype")) + " " + text
     closest, declared = impl.get("closest_profile"), impl.get("profile")
     if (verdict == "fail" and closest and declared and closest != declared
             and (family_of(check) in STATISTICAL_SHAPE_FAMILIES or cid in _SHAPE_CHECKS)):

@@ -110,7 +110,7 @@ def _failing(report: dict[str, Any]) -> list[str]:
         line = (f"- {SYMBOLS.get(verdict, '⚠️')} **{md_text(impl.get('name', '?'))}** {_code(check_label(c))} "
                 f"{md_text(verdict)}: {md_text(c.get('message', ''), MAX_MESSAGE)}")
         if c.get("pvalue") is not None or c.get("effect") is not None:
-            line += (f"<br>effect {md_text(effect_text(c))}; p-value {fmt_p(c.get('pvalue'))}, alpha "
+            line += (f"<br>effect {md_text(effect_text(c))}; p-value {md_text(fmt_p(c.get('pvalue')))}, alpha "
                      f"{fmt_num(c.get('alpha')) if c.get('alpha') else '–'}, n {md_text(c.get('n') or '–')}")
         advice = what_to_do(impl, c)
         if advice:

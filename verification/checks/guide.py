@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["FAMILIES", "CHECKS", "EFFECTS", "FAILURE_ADVICE", "VERDICT_ADVICE", "CLOSEST_PROFILE_ADVICE",
+           "DETERMINISTIC_FIRST",
            "CHECK_VERDICT_TEXT", "IMPL_VERDICT_TEXT", "family_of", "effect_units"]
 
 #: family -> {"name", "tests" (one plain sentence), "h0" (null hypothesis; "none" for exact checks)}
@@ -204,6 +205,10 @@ VERDICT_ADVICE: dict[str, str] = {
 #: added to the advice of a statistical or block-shape failure when the closest profile is not the declared one
 CLOSEST_PROFILE_ADVICE = ("Its masks are closest to profile '{closest}': if that is the law it means to follow, "
                           "declare it (dropblock-verify run --impl {spec} --profile {closest}).")
+
+#: put before the advice of a statistical failure when deterministic checks fail on the same device and dtype
+DETERMINISTIC_FIRST = ("Fix {ids} ({dtype}) first: a wrong output (all zeros, NaN, a wrong scale) makes the "
+                       "statistical checks fail too.")
 
 #: check verdict -> meaning (every value of :data:`verification.results.CHECK_VERDICTS`)
 CHECK_VERDICT_TEXT: dict[str, str] = {
