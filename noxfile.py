@@ -1,13 +1,26 @@
-"""nox sessions of dropblock-conformance (``nox -l`` lists them; ``nox -s NAME -- ARGS`` passes ARGS on)."""
+"""nox sessions of dropblock-conformance (``nox -l`` lists them; ``nox -s NAME -- ARGS`` passes ARGS on).
+
+Environments are made by uv where nox finds it (``pip install "nox[uv]"``, ``uvx nox``), else by virtualenv
+and pip. uv installs from one cache by hard links, so the sessions that need torch with the peers (``verify``,
+``tests(peers)``, ``property``, ``bench``) hold one copy of torch and its CUDA libraries on disk between them;
+with pip each of them holds its own (about 6 GB). uv does not read pip's configuration: the index, extra
+indexes, find-links and constraint files configured for pip (``pip config list``) are handed to uv, so that
+both backends install the same files.
+"""
 
 from __future__ import annotations
 
+import ast
 import os
+import subprocess
+import sys
 
 import nox
 
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "lint"]
-nox.options.reuse_existing_virtualenvs = True
+nox.options.reuse_venv = "yes"
 
 # torch 2.13.0: CPU build, quick to install; the unit tests run on it.
 TORCH_CPU = "2.13.0"
@@ -16,6 +29,57 @@ TORCH_PEERS = "2.14.1"
 TORCHVISION = "0.29.1"
 TIMM = "1.0.31"
 PEERS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".peers")
+# What verification.adapters.install_peers puts under PEERS_DIR (the isolated timm 1.0.22 and dropblock 0.3.0).
+PEER_PACKAGES = ("timm-1.0.22/timm", "dropblock-0.3.0/dropblock")
+DOCS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
+
+# pip option -> uv environment variable (uv's names for the same settings).
+_PIP_TO_UV = {"index-url": "UV_INDEX_URL", "extra-index-url": "UV_EXTRA_INDEX_URL", "find-links": "UV_FIND_LINKS",
+              "constraint": "UV_CONSTRAINT"}
+
+
+def pip_sources() -> dict[str, str]:
+    """pip's configured package sources, ``{option: value}``, with pip's precedence (environment, then the
+    ``install`` section, then ``global``); empty when pip cannot be asked."""
+    for python in (sys.executable, "python3"):
+        try:
+            out = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                                 timeout=60, check=True).stdout
+            break
+        except (OSError, subprocess.SubprocessError):
+            continue
+    else:
+        return {}
+    found: dict[tuple[str, str], str] = {}
+    for line in out.splitlines():
+        name, sep, value = line.partition("=")
+        scope, _, option = name.rpartition(".")
+        if sep and option in _PIP_TO_UV:
+            try:
+                found[(scope, option)] = str(ast.literal_eval(value))
+            except (ValueError, SyntaxError):
+                continue
+    sources = {}
+    for option in _PIP_TO_UV:
+        for scope in (":env:", "install", "global"):
+            if (scope, option) in found:
+                sources[option] = found[(scope, option)]
+                break
+    return sources
+
+
+def _hand_pip_sources_to_uv() -> None:
+    """Set uv's variables from pip's configuration, unless uv is configured already (``UV_*`` set)."""
+    if any(name in os.environ for name in _PIP_TO_UV.values()):
+        return
+    sources = pip_sources()
+    for option, value in sources.items():
+        os.environ[_PIP_TO_UV[option]] = value
+    if sources:  # pip takes the best version over all indexes; uv stops at the first index that has a package
+        os.environ.setdefault("UV_INDEX_STRATEGY", "unsafe-best-match")
+
+
+_hand_pip_sources_to_uv()
 
 
 def _install(session: nox.Session, torch_version: str, *extras: str, peers: bool = False) -> None:
@@ -27,7 +91,10 @@ def _install(session: nox.Session, torch_version: str, *extras: str, peers: bool
     spec = f".[{','.join(extras)}]" if extras else "."
     session.install("-e", spec)
     if peers:
-        session.run("python", "-m", "verification.adapters.install_peers", "--dest", PEERS_DIR)
+        if not all(os.path.isdir(os.path.join(PEERS_DIR, p)) for p in PEER_PACKAGES):
+            if session.venv_backend == "uv":
+                session.install("pip")  # install_peers runs pip; uv environments come without it
+            session.run("python", "-m", "verification.adapters.install_peers", "--dest", PEERS_DIR)
         session.env["DROPBLOCK_PEERS_DIR"] = PEERS_DIR
 
 
@@ -52,9 +119,24 @@ def verify(session: nox.Session) -> None:
     does not conform is a finding, not a session failure (exit status 1 is accepted).
     """
     _install(session, TORCH_PEERS, "reports", peers=True)
-    session.run("dropblock-verify", "list")
     args = list(session.posargs) or ["--budget", "standard"]
     session.run("dropblock-verify", "run", "--out", "reports/latest", *args, success_codes=[0, 1])
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (MkDocs), built into site/ with every warning an error.
+
+    Broken internal links and anchors, missing pages and API objects fail the build. The check catalogue
+    page is generated from the suite itself (``docs/hooks/catalogue.py``). ``nox -s docs -- serve`` previews it.
+    """
+    _install(session, TORCH_CPU)
+    session.install(*DOCS)
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # mkdocs-material's banner about its successor
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+        return
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
 
 
 @nox.session

@@ -10,11 +10,15 @@ import os
 import re
 from typing import Any
 
+from verification.checks.guide import CHECK_VERDICT_TEXT, IMPL_VERDICT_TEXT
+
+from .explain import check_verdict_rows, effect_text, glossary, impl_verdict_rows, mde_text, what_to_do
 from .model import (
+    CELL_ORDER,
     check_counts,
     check_label,
+    counts_text,
     failing_checks,
-    fmt_ci,
     fmt_num,
     fmt_p,
     matrix,
@@ -28,11 +32,13 @@ __all__ = ["render_html", "TEMPLATE_DIR"]
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 TEMPLATE = "report.html.j2"
-SYMBOLS = {"pass": "✓", "fail": "✗", "error": "!", "skip": "–", None: "·"}
-WIDE_PLOTS = ("pvalues", "position_profile")
+#: check verdict -> symbol of a matrix cell (``None``: no check in the cell)
+SYMBOLS = {"pass": "✓", "fail": "✗", "xpass": "‼", "crashed": "☠", "timeout": "◔", "error": "!", "not-run": "∅",
+           "xfail": "☑", "skip": "–", None: "·"}
+WIDE_PLOTS = ("pvalues", "effects", "position_profile")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 VERDICT_TEXT = {"conforms": "conforms", "does-not-conform": "does not conform", "error": "error",
-                "skipped": "skipped"}
+                "incomplete": "incomplete", "unavailable": "unavailable", "skipped": "skipped"}
 
 
 def _clean(value: Any) -> Any:
@@ -46,12 +52,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _check_row(check: dict[str, Any]) -> dict[str, Any]:
+def _check_row(impl: dict[str, Any], check: dict[str, Any]) -> dict[str, Any]:
+    verdict = str(check.get("verdict", "?"))
     return {
-        "label": check_label(check), "id": check.get("id", "?"), "verdict": check.get("verdict", "?"),
-        "message": check.get("message", ""), "effect": fmt_num(check.get("effect")), "ci": fmt_ci(check.get("ci")),
-        "pvalue": fmt_p(check.get("pvalue")), "alpha": fmt_num(check.get("alpha")) if check.get("alpha") else "–",
-        "n": check.get("n") or "–", "mde": fmt_num(check.get("mde")), "seconds": fmt_num(check.get("seconds"), 3),
+        "label": check_label(check), "id": check.get("id", "?"), "verdict": verdict,
+        "verdict_title": CHECK_VERDICT_TEXT.get(verdict, "unknown verdict"), "message": check.get("message", ""),
+        "effect": effect_text(check), "pvalue": fmt_p(check.get("pvalue")),
+        "alpha": fmt_num(check.get("alpha")) if check.get("alpha") else "–", "n": check.get("n") or "–",
+        "mde": mde_text(check), "seconds": fmt_num(check.get("seconds"), 3),
+        "advice": what_to_do(impl, check) if verdict not in ("pass", "skip", "xfail") else "",
         "reproduction": (check.get("reproduction") or "").rstrip(),
     }
 
@@ -65,9 +74,9 @@ def _matrix_context(report: dict[str, Any]) -> dict[str, Any]:
         cells = []
         for c in r["cells"]:
             v = c["verdict"]
-            text = SYMBOLS[v] + (f" {c['bad']}/{c['total']}" if v in ("fail", "error") else "")
+            text = SYMBOLS.get(v, "!") + (f" {c['bad']}/{c['total']}" if c["bad"] else "")
             cells.append({"cls": v or "none", "text": text,
-                          "title": (f"{v}: " + ", ".join(c["checks"])) if c["checks"] else "not run"})
+                          "title": "; ".join(c["checks"]) if c["checks"] else "no check of this family here"})
         rows.append({**r, "first": first, "span": span, "cells": cells})
     return {"families": m["families"], "rows": rows}
 
@@ -93,8 +102,10 @@ def _implementation(impl: dict[str, Any], index: int, with_plots: bool) -> dict[
         "profile": impl.get("profile", "–"), "closest": impl.get("closest_profile") or "–",
         "spec": impl.get("spec", ""), "description": impl.get("description", ""), "message": impl.get("message", ""),
         "verdict": verdict, "verdict_text": VERDICT_TEXT.get(verdict, verdict), "partial": bool(impl.get("partial")),
-        "counts": check_counts(checks), "character": _characterisation(impl), "plots": plots,
-        "profile_fields": impl.get("profile_fields") or {}, "checks": [_check_row(c) for c in checks],
+        "counts": check_counts(checks), "counts_text": counts_text(check_counts(checks)),
+        "character": _characterisation(impl), "plots": plots,
+        "profile_fields": impl.get("profile_fields") or {}, "checks": [_check_row(impl, c) for c in checks],
+        "verdict_title": IMPL_VERDICT_TEXT.get(verdict, "unknown verdict"),
     }
 
 
@@ -111,14 +122,16 @@ def build_context(report: dict[str, Any], *, plots: bool = True) -> dict[str, An
     report = _clean(report)
     impls = [_implementation(impl, i, with_plots) for i, impl in enumerate(report.get("implementations", []))]
     anchors = {i["name"]: i["anchor"] for i in impls}
-    failing = [{**_check_row(c), "impl": impl.get("name", "?"), "anchor": anchors.get(impl.get("name", "?"), "")}
+    failing = [{**_check_row(impl, c), "impl": impl.get("name", "?"), "anchor": anchors.get(impl.get("name", "?"), "")}
                for impl, c in failing_checks(report)]
     return {
         "summary": summary(report), "summary_line": summary_line(report), "implementations": impls,
         "matrix": _matrix_context(report), "failing": failing, "limits": mde_table(report),
         "run_rows": run_rows(report), "plots_note": None if with_plots or not plots else
         "matplotlib is not installed: plots left out (pip install 'dropblock-conformance[reports]')",
-        "verdict_text": VERDICT_TEXT, "fmt_num": fmt_num,
+        "verdict_text": VERDICT_TEXT, "fmt_num": fmt_num, "glossary": glossary(report),
+        "check_verdicts": check_verdict_rows(), "impl_verdicts": impl_verdict_rows(), "symbols": SYMBOLS,
+        "cell_order": CELL_ORDER,
     }
 
 

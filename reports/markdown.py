@@ -10,11 +10,13 @@ import html
 import re
 from typing import Any
 
+from .explain import check_verdict_rows, effect_text, glossary, impl_verdict_rows, what_to_do
 from .model import (
+    CELL_ORDER,
     check_counts,
     check_label,
+    counts_text,
     failing_checks,
-    fmt_ci,
     fmt_num,
     fmt_p,
     matrix,
@@ -28,9 +30,12 @@ __all__ = ["render_markdown", "MAX_FAILING", "SYMBOLS"]
 
 MAX_FAILING = 25
 MAX_MESSAGE = 160
-SYMBOLS = {"pass": "✅", "fail": "❌", "error": "⚠️", "skip": "⏭️", None: "·"}
+#: check verdict -> symbol (``None``: no check in a matrix cell)
+SYMBOLS = {"pass": "✅", "fail": "❌", "xpass": "❗", "crashed": "💥", "timeout": "⏱️", "error": "⚠️", "not-run": "⏸️",
+           "xfail": "☑️", "skip": "⏭️", None: "·"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-IMPL_SYMBOLS = {"conforms": "✅", "does-not-conform": "❌", "error": "⚠️", "skipped": "⏭️"}
+IMPL_SYMBOLS = {"conforms": "✅", "does-not-conform": "❌", "error": "⚠️", "incomplete": "⏸️", "unavailable": "🚫",
+                "skipped": "⏭️"}
 
 
 def md_text(value: Any, limit: int | None = None) -> str:
@@ -61,27 +66,24 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
 
 
 def _cell_text(cell: dict[str, Any]) -> str:
-    sym = SYMBOLS[cell["verdict"]]
-    if cell["verdict"] in ("fail", "error"):
-        return f"{sym} {cell['bad']}/{cell['total']}"
-    return sym
+    sym = SYMBOLS.get(cell["verdict"], "⚠️")
+    return f"{sym} {cell['bad']}/{cell['total']}" if cell["bad"] else sym
 
 
 def _implementations(report: dict[str, Any]) -> list[str]:
     rows = []
     for impl in report.get("implementations", []):
-        c = check_counts(impl.get("checks", []))
         verdict = impl.get("verdict", "?")
         devs = (impl.get("characterisation") or {}).get("deviations_from_paper") or []
-        note = impl.get("message", "") if verdict == "skipped" else "; ".join(devs)
+        note = impl.get("message", "") if not impl.get("checks") else "; ".join(devs)
         if impl.get("partial"):
             note = ("partial: " + note) if note else "partial (run stopped)"
         rows.append([f"**{md_text(impl.get('name', '?'))}**", md_text(impl.get("version", "–")),
                      md_text(impl.get("profile", "–")), md_text(impl.get("closest_profile") or "–"),
-                     f"{IMPL_SYMBOLS.get(verdict, '?')} {md_text(verdict)}",
-                     f"{c['pass']} / {c['fail']} / {c['error']} / {c['skip']}", md_text(note, MAX_MESSAGE)])
-    return _table(["implementation", "version", "declared profile", "closest profile", "verdict",
-                   "pass / fail / error / skip", "deviations from paper"], rows)
+                     f"{IMPL_SYMBOLS.get(verdict, '⚠️')} {md_text(verdict)}",
+                     md_text(counts_text(check_counts(impl.get("checks", [])))), md_text(note, MAX_MESSAGE)])
+    return _table(["implementation", "version", "declared profile", "closest profile", "verdict", "checks",
+                   "deviations from paper"], rows)
 
 
 def _matrix(report: dict[str, Any]) -> list[str]:
@@ -89,7 +91,7 @@ def _matrix(report: dict[str, Any]) -> list[str]:
     rows = []
     for r in m["rows"]:
         if r["device"] is None:
-            rows.append([md_text(r["impl"]), "–", "–"] + [SYMBOLS["skip"]] * len(m["families"]))
+            rows.append([md_text(r["impl"]), "–", "–"] + [IMPL_SYMBOLS.get(r["verdict"], "⚠️")] * len(m["families"]))
             continue
         rows.append([md_text(r["impl"]), md_text(r["device"]), md_text(r["dtype"])]
                     + [_cell_text(c) for c in r["cells"]])
@@ -102,12 +104,18 @@ def _failing(report: dict[str, Any]) -> list[str]:
     if not items:
         return ["No failing or erroring checks."]
     shown = items[:MAX_FAILING]
-    rows = []
+    out = []
     for impl, c in shown:
-        rows.append([md_text(impl.get("name", "?")), _code(check_label(c)), SYMBOLS.get(c.get("verdict"), "?"),
-                     md_text(fmt_num(c.get("effect"))), md_text(fmt_ci(c.get("ci"))), fmt_p(c.get("pvalue")),
-                     fmt_num(c.get("alpha")) if c.get("alpha") else "–", md_text(c.get("message", ""), MAX_MESSAGE)])
-    out = _table(["implementation", "check", "", "effect", "CI", "p-value", "alpha", "message"], rows)
+        verdict = str(c.get("verdict"))
+        line = (f"- {SYMBOLS.get(verdict, '⚠️')} **{md_text(impl.get('name', '?'))}** {_code(check_label(c))} "
+                f"{md_text(verdict)}: {md_text(c.get('message', ''), MAX_MESSAGE)}")
+        if c.get("pvalue") is not None or c.get("effect") is not None:
+            line += (f"<br>effect {md_text(effect_text(c))}; p-value {md_text(fmt_p(c.get('pvalue')))}, alpha "
+                     f"{fmt_num(c.get('alpha')) if c.get('alpha') else '–'}, n {md_text(c.get('n') or '–')}")
+        advice = what_to_do(impl, c)
+        if advice:
+            line += f"<br>*What to do:* {md_text(advice)}"
+        out.append(line)
     if len(items) > len(shown):
         out += ["", f"… and {len(items) - len(shown)} more; see report.html or junit.xml."]
     out.append("")
@@ -123,15 +131,27 @@ def _failing(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def _glossary(report: dict[str, Any]) -> list[str]:
+    rows = [[f"**{md_text(g['family'])}** {md_text(g['name'])}", md_text(g["tests"]), md_text(g["h0"])]
+            for g in glossary(report)]
+    if not rows:
+        return []
+    verdicts = "; ".join(f"{SYMBOLS.get(v, '')} **{v}**: {md_text(t)}" for v, t in check_verdict_rows())
+    impls = "; ".join(f"{IMPL_SYMBOLS.get(v, '')} **{v}**: {md_text(t)}" for v, t in impl_verdict_rows())
+    return (["<details><summary>What the check families test, and what the verdicts mean</summary>", ""]
+            + _table(["family", "what it tests", "null hypothesis H0"], rows)
+            + ["", f"Check verdicts: {verdicts}.", "", f"Implementation verdicts: {impls}.", "", "</details>"])
+
+
 def _limits(report: dict[str, Any]) -> list[str]:
     t = mde_table(report)
     if not t["rows"]:
         return []
-    rows = [[_code(r["id"])] + [fmt_num(v, 3) if v is not None else "–" for v in r["values"]] for r in t["rows"]]
+    rows = [[_code(r["id"]), md_text(r["unit"])] + [fmt_num(v, 3) if v is not None else "–" for v in r["values"]]
+            for r in t["rows"]]
     out = ["<details><summary>Detection limits (minimum detectable effect at power 0.9)</summary>", "",
-           "Largest MDE of each check over devices, dtypes and dimensions, in the units of the check's effect "
-           "(a relative deviation from the exact law for rate checks).", ""]
-    out += _table(["check"] + [md_text(n) for n in t["implementations"]], rows)
+           "Largest MDE of each check over devices, dtypes and dimensions, in the unit named beside it.", ""]
+    out += _table(["check", "unit"] + [md_text(n) for n in t["implementations"]], rows)
     return out + ["", "</details>"]
 
 
@@ -143,11 +163,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["> **Partial run**: the run stopped before writing report.json; this report was rebuilt "
                   "from results.jsonl.", ""]
     lines += ["## Implementations", ""] + _implementations(report) + [""]
+    legend = " · ".join(f"{SYMBOLS[v]} {v}" for v in CELL_ORDER)
     lines += ["## Conformance matrix", "",
-              f"{SYMBOLS['pass']} pass · {SYMBOLS['fail']} fail · {SYMBOLS['error']} error · "
-              f"{SYMBOLS['skip']} skipped · {SYMBOLS[None]} not run; n/m: failing (erroring) checks of the cell.",
+              f"{legend} · {SYMBOLS[None]} no check; n/m: checks of the cell that keep it from conforming.",
               ""] + _matrix(report) + [""]
     lines += ["## Failing checks", ""] + _failing(report) + [""]
+    lines += _glossary(report) + [""]
     limits = _limits(report)
     if limits:
         lines += ["## Detection limits", ""] + limits + [""]

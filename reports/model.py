@@ -11,16 +11,21 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from verification.results import verdict_of
+from verification.checks.guide import EFFECTS
+from verification.results import BAD_VERDICTS, CHECK_VERDICTS, IMPL_VERDICTS, verdict_of
 
 __all__ = [
-    "CHECK_VERDICTS", "IMPL_VERDICTS", "check_counts", "check_label", "family_sort_key", "families", "matrix",
-    "failing_checks", "mde_table", "summary", "run_rows", "implementation_verdict", "fmt_num", "fmt_p",
-    "fmt_ci", "dims_of", "statistical_checks",
+    "CHECK_VERDICTS", "IMPL_VERDICTS", "CELL_ORDER", "check_counts", "check_label", "family_sort_key", "families",
+    "matrix", "failing_checks", "mde_table", "summary", "run_rows", "implementation_verdict", "fmt_num", "fmt_p",
+    "fmt_ci", "dims_of", "statistical_checks", "P_FLOOR", "family_of", "counts_text",
 ]
 
-CHECK_VERDICTS = ("pass", "fail", "error", "skip")
-IMPL_VERDICTS = ("conforms", "does-not-conform", "error", "skipped")
+#: Check verdicts from worst to best: a matrix cell shows the first one among its checks.
+CELL_ORDER = ("fail", "xpass", "crashed", "timeout", "error", "not-run", "pass", "xfail", "skip")
+#: Implementation verdicts from worst to best: the run's overall verdict is the first one found.
+_OVERALL_ORDER = ("does-not-conform", "error", "incomplete", "unavailable", "conforms", "skipped")
+#: How a p-value that underflowed to 0 is printed (it is below the smallest double, about 5e-324).
+P_FLOOR = "< 1e-300"
 _DEVICE_ORDER = ("cpu", "cuda")
 _DTYPE_ORDER = ("float32", "float64", "float16", "bfloat16")
 
@@ -31,12 +36,19 @@ def implementation_verdict(checks: Iterable[dict[str, Any]]) -> str:
 
 
 def check_counts(checks: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Number of checks per verdict, every verdict of :data:`CHECK_VERDICTS` present (unknown ones count as
+    ``error``: a verdict this module does not know never reads as a pass)."""
     counts = dict.fromkeys(CHECK_VERDICTS, 0)
     for c in checks:
         v = c.get("verdict")
-        if v in counts:
-            counts[v] += 1
+        counts[v if v in counts else "error"] += 1
     return counts
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """``"48 pass, 2 fail, 1 skip"``: the verdicts with checks, worst first; ``"no checks"`` when none."""
+    parts = [f"{counts[v]} {v}" for v in CELL_ORDER if counts.get(v)]
+    return ", ".join(parts) or "no checks"
 
 
 def dims_of(check: dict[str, Any]) -> int | None:
@@ -78,18 +90,18 @@ def _cell(checks: list[dict[str, Any]]) -> dict[str, Any]:
     if not checks:
         return {"verdict": None, "total": 0, "bad": 0, "checks": []}
     counts = check_counts(checks)
-    for verdict in ("fail", "error", "pass", "skip"):
-        if counts[verdict]:
-            break
-    bad = counts["fail"] if verdict == "fail" else counts["error"] if verdict == "error" else 0
-    return {"verdict": verdict, "total": len(checks), "bad": bad, "checks": [check_label(c) for c in checks]}
+    verdict = next(v for v in CELL_ORDER if counts[v])
+    bad = sum(counts[v] for v in BAD_VERDICTS)
+    return {"verdict": verdict, "total": len(checks), "bad": bad,
+            "checks": [f"{check_label(c)}: {c.get('verdict')}" for c in checks]}
 
 
 def matrix(report: dict[str, Any]) -> dict[str, Any]:
     """Rows (implementation, device, dtype) x columns (check family); a cell holds its worst verdict.
 
-    A cell's verdict is ``fail`` if any of its checks failed, else ``error`` if any errored, else ``pass`` if
-    any passed, else ``skip``; ``bad`` counts the failing (or erroring) checks out of ``total``.
+    A cell's verdict is the worst of its checks' verdicts in the order :data:`CELL_ORDER` (``fail`` first,
+    ``skip`` last); ``bad`` counts its checks with a verdict that keeps an implementation from conforming
+    (:data:`verification.results.BAD_VERDICTS`) out of ``total``.
     """
     fams = families(report)
     rows = []
@@ -110,9 +122,10 @@ def matrix(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def failing_checks(report: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """``(implementation, check)`` for every failing check, then every erroring one, in report order."""
+    """``(implementation, check)`` for every check with a bad verdict, worst verdicts first (:data:`CELL_ORDER`),
+    in report order within a verdict."""
     out = []
-    for verdict in ("fail", "error"):
+    for verdict in (v for v in CELL_ORDER if v in BAD_VERDICTS):
         for impl in report.get("implementations", []):
             out += [(impl, c) for c in impl.get("checks", []) if c.get("verdict") == verdict]
     return out
@@ -124,7 +137,8 @@ def statistical_checks(checks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def mde_table(report: dict[str, Any]) -> dict[str, Any]:
-    """Detection limits: check id x implementation -> the largest MDE over devices, dtypes and dims."""
+    """Detection limits: check id x implementation -> the largest MDE over devices, dtypes and dims; each row
+    names the MDE's unit (:data:`verification.checks.guide.EFFECTS`)."""
     impls = [i for i in report.get("implementations", []) if i.get("checks")]
     ids: list[str] = []
     values: dict[tuple[str, str], float] = {}
@@ -139,37 +153,42 @@ def mde_table(report: dict[str, Any]) -> dict[str, Any]:
             values[key] = max(values.get(key, -math.inf), float(mde))
     ids.sort(key=lambda i: (family_sort_key(i.split(".", 1)[0]), i))
     names = [i.get("name", "?") for i in impls if any((cid, i.get("name", "?")) in values for cid in ids)]
-    rows = [{"id": cid, "values": [values.get((cid, n)) for n in names]} for cid in ids]
+    rows = [{"id": cid, "unit": EFFECTS.get(cid, ("", ""))[1], "values": [values.get((cid, n)) for n in names]}
+            for cid in ids]
     return {"implementations": names, "rows": rows}
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """Counts of implementation and check verdicts, and the run's overall verdict.
+
+    The overall verdict is the worst implementation verdict (``does-not-conform``, ``error``, ``incomplete``,
+    ``unavailable``, ``conforms``, then ``skipped`` when nothing ran); a partial run is never ``conforms``.
+    """
     impls = report.get("implementations", [])
     verdicts = dict.fromkeys(IMPL_VERDICTS, 0)
     for impl in impls:
-        verdicts[impl.get("verdict", "error")] = verdicts.get(impl.get("verdict", "error"), 0) + 1
+        v = impl.get("verdict")
+        verdicts[v if v in verdicts else "error"] += 1
     checks = check_counts(c for impl in impls for c in impl.get("checks", []))
-    ran = [i for i in impls if i.get("verdict") != "skipped"]
-    overall = ("conforms" if ran and all(i.get("verdict") == "conforms" for i in ran)
-               else "skipped" if not ran else "does-not-conform")
+    overall = next((v for v in _OVERALL_ORDER if verdicts[v]), "skipped")
     if report.get("partial") and overall == "conforms":
-        overall = "error"  # an interrupted run is never a pass
+        overall = "incomplete"  # an interrupted run is never a pass
     return {"implementations": len(impls), "verdicts": verdicts, "checks": checks,
             "total_checks": sum(checks.values()), "overall": overall, "partial": bool(report.get("partial"))}
 
 
 def summary_line(report: dict[str, Any]) -> str:
+    """``3 implementations: 1 conform, 2 do not conform; 150 checks: 140 pass, 8 fail, 2 skip (budget ...)``:
+    verdicts with no instance are left out, except conform / do not conform and pass / fail."""
     s = summary(report)
     v, c = s["verdicts"], s["checks"]
-    parts = [f"{v['conforms']} conform", f"{v['does-not-conform']} do not conform"]
-    if v["error"]:
-        parts.append(f"{v['error']} errored")
-    if v["skipped"]:
-        parts.append(f"{v['skipped']} skipped")
+    words = {"conforms": "conform", "does-not-conform": "do not conform", "error": "errored"}
+    parts = [f"{v[k]} {words.get(k, k)}" for k in IMPL_VERDICTS if v[k] or k in ("conforms", "does-not-conform")]
+    checks = [f"{c[k]} {k}" for k in CHECK_VERDICTS if c[k] or k in ("pass", "fail")]
     run = report.get("run", {})
     line = (f"{s['implementations']} implementations: {', '.join(parts)}; {s['total_checks']} checks: "
-            f"{c['pass']} pass, {c['fail']} fail, {c['error']} error, {c['skip']} skip "
-            f"(budget {run.get('budget', '?')}, alpha {fmt_num(run.get('alpha'))}, seed {run.get('seed', '?')})")
+            f"{', '.join(checks)} (budget {run.get('budget', '?')}, alpha {fmt_num(run.get('alpha'))}, "
+            f"seed {run.get('seed', '?')})")
     if s["partial"]:
         line += "; partial run rebuilt from results.jsonl"
     return line
@@ -211,10 +230,11 @@ def fmt_num(x: Any, digits: int = 4) -> str:
 
 
 def fmt_p(p: Any) -> str:
+    """A p-value for people: ``0.42``, ``3.10e-05``; one that underflowed to 0 as :data:`P_FLOOR`."""
     if not isinstance(p, (int, float)) or isinstance(p, bool):
         return "–"
-    if p == 0:
-        return "0"
+    if p <= 0:
+        return P_FLOOR
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3g}"
 
 

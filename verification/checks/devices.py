@@ -42,7 +42,8 @@ def check_cpu_vs_cuda(adapter, ctx: Context) -> CheckResult:
         f"dropped units per map on CUDA: mean {a.mean():.2f} (sd {a.std():.2f}); on the CPU {b.mean():.2f} "
         f"(sd {b.std():.2f}); chi-square {stat:.1f} on {dof} df, {a.size} maps each",
         statistic=stat, pvalue=pvalue, alpha=ctx.alpha, n=int(a.size),
-        effect=float(a.mean() / b.mean()) if b.mean() > 0 else None, reproduction=ctx.reproduction(shape),
+        effect=float(a.mean() / b.mean()) if b.mean() > 0 else None,
+        reproduction=ctx.reproduction(shape, show=ctx.show_counts(float(b.mean()), float(b.std()), "on the CPU")),
     )
 
 

@@ -147,7 +147,7 @@ def check_pair_profile(adapter, ctx: Context) -> CheckResult:
         statistic=float(pvals[worst]), pvalue=p_adj, alpha=ctx.alpha, n=m,
         effect=float(observed[worst] / exp_w) if exp_w > 0 else None, ci=ci,
         mde=binomial_mde(ref, m, alpha_pair) if 0.0 < ref < 1.0 else None,
-        reproduction=ctx.reproduction(shape, block_size=k),
+        reproduction=ctx.reproduction(shape, block_size=k, show=ctx.show_pair(u[worst], v[worst], exp_w)),
         details={
             "distances": list(range(1, k + 2)),
             "observed": _profile_by_distance(observed, labels, "interior", k),
@@ -224,7 +224,8 @@ def check_tiny_mask_law(adapter, ctx: Context) -> CheckResult:
     m = dropped.shape[0]
     idx = dist.index_of(dropped.numpy())
     where = "x".join(map(str, spatial))
-    common = {"n": m, "alpha": ctx.alpha, "reproduction": ctx.reproduction(shape, block_size=_TINY_BLOCK)}
+    common = {"n": m, "alpha": ctx.alpha,
+              "reproduction": ctx.reproduction(shape, block_size=_TINY_BLOCK, show=ctx.show_empty(dist))}
     outside = int(np.sum(idx < 0))
     if outside:
         bad = dropped[int(np.argmax(idx < 0))].numpy().astype(int)
@@ -362,7 +363,8 @@ def check_rate_curve(adapter, ctx: Context) -> CheckResult:
         statistic=float(zs[worst]), pvalue=p_adj, alpha=ctx.alpha, n=m * n_pts,
         effect=observed[worst] / e_w if e_w > 0 else None,
         ci=((observed[worst] - half[worst]) / e_w, (observed[worst] + half[worst]) / e_w) if e_w > 0 else None,
-        mde=mde, reproduction=ctx.reproduction(shape, drop_prob=RATE_CURVE_PROBS[worst], block_size=k),
+        mde=mde, reproduction=ctx.reproduction(shape, drop_prob=RATE_CURVE_PROBS[worst], block_size=k,
+                                               show=ctx.show_fraction(e_w)),
         details={
             "drop_probs": list(RATE_CURVE_PROBS), "observed": observed,
             "ci_low": [o - h for o, h in zip(observed, half)], "ci_high": [o + h for o, h in zip(observed, half)],

@@ -137,7 +137,8 @@ def check_lattice_rate(adapter, ctx: Context, *, spatial: tuple[int, ...] | None
         f"{'x'.join(map(str, spatial))}, k={k}) over {dropped.shape[0]} maps",
         statistic=float(hits), pvalue=float(test.pvalue), alpha=ctx.alpha, n=n,
         effect=(hits / n) / p0, ci=(lo / p0, hi / p0), mde=binomial_mde(p0, n, ctx.alpha),
-        reproduction=ctx.reproduction(shape, block_size=k),
+        reproduction=ctx.reproduction(shape, block_size=k,
+                                      show=ctx.show_units(np.argwhere(lat), p0, "interior drop rate")),
         details={"expected": p0, "observed": hits / n, "maps": dropped.shape[0]},
     )
 
@@ -184,7 +185,7 @@ def check_position_profile(adapter, ctx: Context, *, cid: str = "T2.position_pro
         f"{p_map[worst]:.4f} over {m} maps of {'x'.join(map(str, spatial))}",
         statistic=float(pvals[worst]), pvalue=p_adj, alpha=ctx.alpha, n=m,
         effect=float(ratio[worst]), mde=binomial_mde(p_min, m, alpha_pos),
-        reproduction=ctx.reproduction(shape),
+        reproduction=ctx.reproduction(shape, show=ctx.show_units([worst], float(p_map[worst]))),
         details={"observed": (counts / m).tolist(), "expected": p_map.tolist(), "block_size": ctx.block_size,
                  "drop_prob": ctx.drop_prob},
     )
@@ -229,7 +230,7 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
         f"(declared {want_b:.4f}); declared sharing {prof.sharing!r}",
         statistic=float(co_c), pvalue=p_adj, alpha=ctx.alpha, n=n,
         effect=(co_c / n) / want_c, mde=binomial_mde(min(want_c, want_b), n, ctx.alpha / 2),
-        reproduction=ctx.reproduction((2, 2, *spatial)),
+        reproduction=ctx.reproduction((2, 2, *spatial), show=ctx.show_channels(np.argwhere(lat), want_c)),
         details={"channel_codrop": co_c / n, "batch_codrop": co_b / n, "p_u": p_u},
     )
 
@@ -287,7 +288,8 @@ def check_seed_layer(adapter, ctx: Context) -> CheckResult:
         f"k=1: mean drop rate {mean:.5f} vs gamma {gamma:.5f}; chi-square {stat:.1f} on {bins - 1} df over "
         f"{counts.size} maps",
         statistic=stat, pvalue=pvalue, alpha=ctx.alpha, n=int(counts.size), effect=mean / gamma if gamma else None,
-        mde=binomial_mde(gamma, counts.size * n_units, ctx.alpha), reproduction=ctx.reproduction(shape, block_size=1),
+        mde=binomial_mde(gamma, counts.size * n_units, ctx.alpha),
+        reproduction=ctx.reproduction(shape, block_size=1, show=ctx.show_fraction(gamma)),
     )
 
 
@@ -325,7 +327,7 @@ def check_count_distribution(adapter, ctx: Context) -> CheckResult:
         f"(sd {theirs.std():.2f}); chi-square {stat:.1f} on {dof} df, {ours.size} maps each",
         statistic=stat, pvalue=pvalue, alpha=ctx.alpha, n=int(ours.size),
         effect=float(ours.std() / theirs.std()) if theirs.std() > 0 else None,
-        reproduction=ctx.reproduction(shape),
+        reproduction=ctx.reproduction(shape, show=ctx.show_counts(float(theirs.mean()), float(theirs.std()))),
     )
 
 
