@@ -30,9 +30,11 @@ _key_of: weakref.WeakKeyDictionary[torch.Generator, int] = weakref.WeakKeyDictio
 _generator_of: weakref.WeakValueDictionary[int, torch.Generator] = weakref.WeakValueDictionary()
 
 
-@lru_cache(maxsize=256)
 def profile_key(profile: Profile) -> str:
-    """The string that stands for ``profile`` in an operator call (its preset name where it is one)."""
+    """The string that stands for ``profile`` in an operator call (its preset name where it is one).
+
+    Not cached, so that ``torch.compile`` traces it (it does not trace through ``functools.lru_cache``).
+    """
     try:
         if get_profile(profile.name) == profile:
             return profile.name

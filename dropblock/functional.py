@@ -191,18 +191,35 @@ def _check_inplace(x: torch.Tensor, prof: Profile) -> None:
         raise ValueError("inplace=True on a leaf tensor that requires grad; use inplace=False")
 
 
+SAVED_GRAPH_GENERATOR = (
+    "{tool} cannot save a DropBlock that draws from its own torch.Generator (the saved graph would name a "
+    "generator of this process only): use generator=None and seed torch (torch.manual_seed), or use "
+    "torch.compile, which keeps the generator"
+)
+
+
 def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spatial_dims: int, profile: str,
                   generator: int, inplace: bool) -> torch.Tensor:
     """The operator ``dropblock::drop_block`` (or its in-place form) on arguments already in schema form.
 
     ``drop_prob`` is a float64 scalar tensor, ``profile`` a :func:`dropblock._keys.profile_key` string and
-    ``generator`` a :func:`dropblock._keys.generator_key`. With ``inplace`` and an input that needs a gradient
-    (or under ``torch.fx`` tracing), the functional operator's output is copied into ``x``.
+    ``generator`` a :func:`dropblock._keys.generator_key`. With ``inplace`` and an input that needs a gradient,
+    or in a graph that is saved and may later need one (``torch.fx``, ``torch.jit.trace``, ``torch.export``),
+    the functional operator's output is copied into ``x`` (the in-place operator has no autograd formula).
+
+    Raises
+    ------
+    ValueError
+        An explicit generator under ``torch.jit.trace`` or ``torch.export``, whose saved graphs cannot hold it.
     """
+    if generator and (torch.jit.is_tracing() or torch.compiler.is_exporting()):
+        tool = "torch.jit.trace" if torch.jit.is_tracing() else "torch.export"
+        raise ValueError(SAVED_GRAPH_GENERATOR.format(tool=tool))
     ops = torch.ops.dropblock
     if not inplace:
         return ops.drop_block(x, drop_prob, block_size, spatial_dims, profile, generator)[0]
-    if isinstance(x, torch.fx.Proxy) or (x.requires_grad and torch.is_grad_enabled()):
+    if (isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_exporting()
+            or (x.requires_grad and torch.is_grad_enabled())):
         return x.copy_(ops.drop_block(x, drop_prob, block_size, spatial_dims, profile, generator)[0])
     ops.drop_block_inplace(x, drop_prob, block_size, spatial_dims, profile, generator)
     return x

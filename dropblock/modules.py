@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ._keys import generator_key, profile_key
-from .functional import call_operator, check_block_size, check_drop_prob, drop_block
+from .functional import SAVED_GRAPH_GENERATOR, call_operator, check_block_size, check_drop_prob, drop_block
 from .profiles import Profile, get_profile
 
 __all__ = ["DropBlock2D", "DropBlock3D"]
@@ -84,7 +84,7 @@ class _DropBlockNd(nn.Module):
 
     def __prepare_scriptable__(self) -> _DropBlockNd:
         if self._generator is not None:
-            raise ValueError(_GRAPH_GENERATOR.format(tool="torch.jit.script"))
+            raise ValueError(SAVED_GRAPH_GENERATOR.format(tool="torch.jit.script"))
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,21 +101,11 @@ class _DropBlockNd(nn.Module):
         if not _in_graph(x):
             return drop_block(x, self.drop_prob, self.block_size, spatial_dims=self.spatial_dims,
                               training=True, profile=self._profile, generator=self._generator, inplace=self.inplace)
-        if self._generator_key and (torch.jit.is_tracing() or torch.compiler.is_exporting()):
-            raise ValueError(_GRAPH_GENERATOR.format(tool="torch.jit.trace" if torch.jit.is_tracing()
-                                                     else "torch.export"))
         return call_operator(x, self._drop_prob, self.block_size, self.spatial_dims, self._profile_key,
                              self._generator_key, self.inplace)
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}, block_size={self.block_size}, profile={self.profile.name!r}"
-
-
-_GRAPH_GENERATOR = (
-    "{tool} cannot save a DropBlock that draws from its own torch.Generator (the saved graph would name a "
-    "generator of this process only): build it with generator=None and seed torch (torch.manual_seed), or "
-    "use torch.compile, which keeps the generator"
-)
 
 
 class DropBlock2D(_DropBlockNd):
