@@ -2,7 +2,7 @@
 
 A ``torch.library`` operator takes tensors, numbers, strings, dtypes and devices; a :class:`~dropblock.Profile`
 and a ``torch.Generator`` are neither. A profile travels as its preset name (``"paper"``, ``"timm+exact"``) or,
-for any other profile, as the JSON of its fields, and is rebuilt (cached) inside the operator. A generator
+for any other profile, as a Python dict display of its fields, and is rebuilt (cached) inside the operator. A generator
 travels as a process-local integer key: ``0`` is torch's default generator of the input's device, any other
 key names a generator registered here by :func:`generator_key` (held weakly: the caller keeps it alive). Keys
 are meaningful only inside the process that made them, so a graph that is saved and loaded elsewhere
@@ -11,12 +11,11 @@ are meaningful only inside the process that made them, so a graph that is saved 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import itertools
-import json
 import threading
 import weakref
-from functools import lru_cache
 
 import torch
 
@@ -28,37 +27,48 @@ _lock = threading.Lock()
 _numbers = itertools.count(1)
 _key_of: weakref.WeakKeyDictionary[torch.Generator, int] = weakref.WeakKeyDictionary()
 _generator_of: weakref.WeakValueDictionary[int, torch.Generator] = weakref.WeakValueDictionary()
+_FIELDS = tuple(field.name for field in dataclasses.fields(Profile))
+_key_of_profile: dict[Profile, str] = {}  # profiles are few (presets and the custom ones a program builds)
+_profile_of_key: dict[str, Profile] = {}
 
 
 def profile_key(profile: Profile) -> str:
-    """The string that stands for ``profile`` in an operator call (its preset name where it is one).
+    """The string that stands for ``profile`` in an operator call (its preset name where it is one)."""
+    key = _key_of_profile.get(profile)
+    if key is None:
+        key = profile.name
+        try:
+            preset = get_profile(key) == profile
+        except ValueError:
+            preset = False
+        if not preset:  # a dict display of the fields, written so that torch.compile can trace it
+            key = "{" + ", ".join(f"{name!r}: {getattr(profile, name)!r}" for name in _FIELDS) + "}"
+        _key_of_profile[profile] = key
+        _profile_of_key[key] = profile
+    return key
 
-    Not cached, so that ``torch.compile`` traces it (it does not trace through ``functools.lru_cache``).
-    """
-    try:
-        if get_profile(profile.name) == profile:
-            return profile.name
-    except ValueError:
-        pass
-    return json.dumps(dataclasses.asdict(profile), sort_keys=True)
 
-
-@lru_cache(maxsize=256)
 def profile_from_key(key: str) -> Profile:
-    """The profile a :func:`profile_key` string stands for.
+    """The profile a :func:`profile_key` string stands for (remembered in a dict, which ``torch.compile``
+    traces, where it does not trace through ``functools.lru_cache``).
 
     Raises
     ------
     ValueError
-        Not a preset name (``+exact`` allowed) nor the JSON of a profile's fields.
+        Not a preset name (``+exact`` allowed) nor the dict display of a profile's fields.
     """
+    profile = _profile_of_key.get(key)
+    if profile is not None:
+        return profile
     if not key.startswith("{"):
-        return get_profile(key)
-    try:
-        fields = json.loads(key)
-        return Profile(**fields)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not a DropBlock profile: {key!r} ({exc}); presets are {', '.join(PRESETS)}") from None
+        profile = get_profile(key)
+    else:
+        try:
+            profile = Profile(**ast.literal_eval(key))
+        except (TypeError, ValueError, SyntaxError) as exc:
+            raise ValueError(f"not a DropBlock profile: {key!r} ({exc}); presets are {', '.join(PRESETS)}") from None
+    _profile_of_key[key] = profile
+    return profile
 
 
 def generator_key(generator: torch.Generator | None) -> int:

@@ -265,6 +265,12 @@ class NativePlan:
         self._lib.db_plan_seeds(self._handle, out.data_ptr())
         return out
 
+    def block_plan(self) -> BlockPlan:
+        """The torch path's plan of the same seeds (built once): for tensors the kernel does not take."""
+        if self._fallback is None:
+            self._fallback = plan_blocks(self.seeds, self.geometry, self.sharing, self.batch, self.channels)
+        return self._fallback
+
     def apply_(self, src: torch.Tensor, scale: float, out: torch.Tensor) -> torch.Tensor:
         """``out = src * scale`` with the dropped units set to +0; ``out`` may be ``src`` (in place).
 
@@ -272,9 +278,7 @@ class NativePlan:
         path, built from the same seeds.
         """
         if not supports(src, out):
-            if self._fallback is None:
-                self._fallback = plan_blocks(self.seeds, self.geometry, self.sharing, self.batch, self.channels)
-            return self._fallback.apply_(src, scale, out)
+            return self.block_plan().apply_(src, scale, out)
         n_maps = self.batch * self.channels
         threads = torch.get_num_threads() if out.numel() >= _THREAD_FROM else 1
         rc = self._lib.db_plan_apply(self._handle, src.data_ptr(), out.data_ptr(), _DTYPE_CODE[src.dtype],

@@ -1,4 +1,5 @@
-"""The reference as PyTorch operators: ``dropblock::drop_block``, its in-place form and its backward.
+"""The reference as PyTorch operators: ``dropblock::drop_block``, its in-place form, its backward, and the draw
+alone as a multiplier (``dropblock::drop_block_mask``) for ``torch.compile``.
 
 Built with ``torch.library.custom_op`` as the PyTorch documentation on custom operators recommends for a
 kernel that torch cannot trace (https://docs.pytorch.org/docs/stable/library.html, "Creating new custom ops
@@ -25,6 +26,12 @@ the backward operator's own backward is itself: exact to every order on both the
 path. Dtypes follow the forward: the product is taken in the wider of the two dtypes. In eager mode a
 first-order backward reuses the forward's block plan (handed from the kernel to ``setup_context`` on the same
 thread) instead of redrawing it.
+
+Under ``torch.compile`` (not ``torch.export``) the public functions call ``dropblock::drop_block_mask`` instead
+and write the product as torch operations (:func:`dropblock.functional._masked_product`): an opaque operator
+would make the compiler write its input to memory and read its output back, where the product of a multiplier
+fuses with the neighbouring operations (and autograd differentiates it to every order). Both forms give the
+same numbers for the same generator state.
 """
 
 from __future__ import annotations
@@ -34,10 +41,10 @@ import threading
 import torch
 from torch import Tensor
 
-from . import functional
+from . import _native, functional
 from ._keys import generator_of, profile_from_key
 
-__all__ = ["drop_block", "drop_block_inplace", "drop_block_backward", "record_size"]
+__all__ = ["drop_block", "drop_block_inplace", "drop_block_mask", "drop_block_backward", "record_size"]
 
 _STATE_BYTES: dict[str, int] = {"cpu": int(torch.Generator().get_state().numel()), "cuda": 16}
 _last = threading.local()  # the block plan of this thread's last draw, for setup_context
@@ -125,6 +132,58 @@ def drop_block_inplace(x: Tensor, drop_prob: Tensor, block_size: int, spatial_di
 def _drop_block_inplace_fake(x, drop_prob, block_size, spatial_dims, profile, generator):
     _checked(x, spatial_dims, profile, inplace=True)
     return _new_record(x)
+
+
+# ------------------------------------------------------------------------------------------- mask form
+def _mask_shape(shape, sharing: str) -> list:
+    return [shape[0] if sharing != "batch" else 1, shape[1] if sharing == "none" else 1, *shape[2:]]
+
+
+@torch.library.custom_op("dropblock::drop_block_mask", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,))
+def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, drop_prob: Tensor, block_size: int,
+                    spatial_dims: int, profile: str, generator: int) -> Tensor:
+    """The draw of :func:`drop_block` for an input of this shape, dtype and device, as a multiplier.
+
+    The multiplier is ``scale`` where kept and 0 where dropped, in float32 (float64 for float64 outputs), of
+    shape ``(N, C, *spatial)`` (``(N, 1, ...)`` or ``(1, 1, ...)`` for masks shared by channels or by the
+    batch). ``where(m != 0, x * m, 0)``, in ``m``'s dtype and rounded to the output dtype, is the output of
+    :func:`drop_block` for the same generator state: ``scale`` is taken in float32 below float64, as the kernel
+    and the torch path take it. A float multiplier rather than a bool mask, because inductor's CPU code loads
+    bool masks one element at a time. It takes no input tensor, so that ``torch.compile`` need not compute the
+    input before the draw and can fuse the product with its neighbours. The draw runs as torch operations (the
+    same numbers as the CPU kernel's).
+    """
+    like = torch.empty((), dtype=dtype, device=device).expand(shape)  # shape, dtype and device; no data
+    prof, out_dtype = _checked(like, spatial_dims, profile, inplace=False)
+    p = _drop_prob_value(drop_prob)
+    mask_shape = tuple(_mask_shape(like.shape, prof.sharing))
+    m_dtype = _multiplier_dtype(out_dtype)
+    if like.numel() == 0 or p == 0.0:
+        return _new_multiplier(mask_shape, m_dtype, device).fill_(1.0)
+    source = generator_of(generator, like.device)
+    plan, scale = functional._draw_plan(like, out_dtype, p, functional.check_block_size(block_size), prof, source)
+    if isinstance(plan, _native.NativePlan):
+        plan = plan.block_plan()
+    return plan.fill_(_new_multiplier(mask_shape, m_dtype, device).fill_(scale))  # dropped units to +0
+
+
+_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _new_multiplier(shape, dtype: torch.dtype, device) -> Tensor:
+    """Channels last: the layout inductor gives the outputs of convolutions, which DropBlock's inputs usually are
+    (a multiplier in another layout than the tensor it multiplies makes inductor's fused loops stride)."""
+    return torch.empty(shape, dtype=dtype, device=device, memory_format=_FORMATS[len(shape)])
+
+
+def _multiplier_dtype(out_dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if out_dtype == torch.float64 else torch.float32
+
+
+@drop_block_mask.register_fake
+def _drop_block_mask_fake(shape, dtype, device, drop_prob, block_size, spatial_dims, profile, generator):
+    prof, out_dtype = _checked(torch.empty(shape, dtype=dtype, device="meta"), spatial_dims, profile, inplace=False)
+    return _new_multiplier(_mask_shape(shape, prof.sharing), _multiplier_dtype(out_dtype), device)
 
 
 # ---------------------------------------------------------------------------------------------- backward

@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import torch
 
-from . import _native
+from . import _keys, _native
 from ._keys import generator_key, profile_key
 from ._sampling import BlockPlan, _draw_positions, plan_blocks
 from .law import MapGeometry, map_geometry, mask_count, resolve_gamma
@@ -203,7 +203,9 @@ def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spa
     """The operator ``dropblock::drop_block`` (or its in-place form) on arguments already in schema form.
 
     ``drop_prob`` is a float64 scalar tensor, ``profile`` a :func:`dropblock._keys.profile_key` string and
-    ``generator`` a :func:`dropblock._keys.generator_key`. With ``inplace`` and an input that needs a gradient,
+    ``generator`` a :func:`dropblock._keys.generator_key`. Under ``torch.compile`` (not ``torch.export``) the
+    draw is ``dropblock::drop_block_mask`` and the product is left to the compiler (the same numbers; see
+    :mod:`dropblock._op`). With ``inplace`` and an input that needs a gradient,
     or in a graph that is saved and may later need one (``torch.fx``, ``torch.jit.trace``, ``torch.export``),
     the functional operator's output is copied into ``x`` (the in-place operator has no autograd formula).
 
@@ -216,6 +218,9 @@ def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spa
         tool = "torch.jit.trace" if torch.jit.is_tracing() else "torch.export"
         raise ValueError(SAVED_GRAPH_GENERATOR.format(tool=tool))
     ops = torch.ops.dropblock
+    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+        out = _masked_product(x, drop_prob, block_size, spatial_dims, profile, generator)
+        return x.copy_(out) if inplace else out
     if not inplace:
         return ops.drop_block(x, drop_prob, block_size, spatial_dims, profile, generator)[0]
     if (isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_exporting()
@@ -223,6 +228,16 @@ def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spa
         return x.copy_(ops.drop_block(x, drop_prob, block_size, spatial_dims, profile, generator)[0])
     ops.drop_block_inplace(x, drop_prob, block_size, spatial_dims, profile, generator)
     return x
+
+
+def _masked_product(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spatial_dims: int, profile: str,
+                    generator: int) -> torch.Tensor:
+    """What ``torch.compile`` runs: the draw as a multiplier (``dropblock::drop_block_mask``), then the product as
+    torch operations it can fuse with their neighbours and differentiate; the same numbers as the operator."""
+    m = torch.ops.dropblock.drop_block_mask(list(x.shape), x.dtype, x.device, drop_prob, block_size, spatial_dims,
+                                            profile, generator)
+    out_dtype = output_dtype(x.dtype, _keys.profile_from_key(profile))
+    return torch.where(m != 0, (x.to(m.dtype) * m).to(out_dtype), 0.0)
 
 
 def drop_block(

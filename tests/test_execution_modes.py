@@ -6,7 +6,9 @@ generator seeded before each run, or a module's own generator. The law itself is
 (``tests/test_speed_equivalence.py``), which the operator runs in every mode, and on the compiled callable by
 the suite's own checks (``test_compiled_callable_passes_the_suite``, slow).
 
-Graphs are compiled with the ``aot_eager`` backend (dynamo, AOT autograd, functionalisation, no code
+Under ``torch.compile`` the draw is the operator ``dropblock::drop_block_mask`` (a multiplier, drawn by the
+torch-ops path) and the product is left to the compiler; the tests hold it to the eager operator's output bit
+for bit. Graphs are compiled with the ``aot_eager`` backend (dynamo, AOT autograd, functionalisation, no code
 generation) where only the capture is under test, and with inductor, the default, for each mode once.
 """
 
@@ -56,6 +58,21 @@ def test_compile_with_inductor(dims, options):
     _assert_same_forward_and_backward(torch.compile(module, **options), module, dims)
 
 
+def test_compile_draws_a_multiplier_and_leaves_the_product_to_the_compiler():
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm
+
+    torch.compile(DropBlock2D(0.3, 3), backend=backend, fullgraph=True)(make_input(2))
+    (graph,) = graphs
+    targets = [str(node.target) for node in graph.graph.nodes if node.op == "call_function"]
+    assert any("dropblock.drop_block_mask" in t for t in targets)
+    assert not any(t.endswith("dropblock.drop_block") for t in targets)
+    assert any("where" in t for t in targets) and any("mul" in t for t in targets)
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compile_every_dtype_and_profile(dims, dtype):
@@ -86,16 +103,18 @@ def test_compile_scheduler_changes_drop_prob_without_recompiling():
     assert rates[0] == 0.0 and rates[4] > rates[1] > 0.0 and rates[5] == rates[4]
 
 
-def test_compile_dynamic_shapes_compile_once():
+@pytest.mark.parametrize("dynamic", [None, True], ids=["default", "dynamic"])
+def test_compile_new_shapes(dynamic):
+    """New shapes recompile at most once (default) or never (``dynamic=True``) and match eager."""
     counter = dynamo_testing.CompileCounterWithBackend("aot_eager")
     module = DropBlock2D(0.2, 3)
-    compiled = torch.compile(module, backend=counter, dynamic=True, fullgraph=True)
-    frames = None
-    for shape in [(2, 3, 9, 11), (4, 5, 13, 10), (3, 2, 20, 17)]:
+    compiled = torch.compile(module, backend=counter, dynamic=dynamic, fullgraph=True)
+    frames = []
+    for shape in [(2, 3, 9, 11), (4, 5, 13, 10), (3, 2, 20, 17), (5, 4, 11, 12)]:
         x = torch.randn(shape)
         assert torch.equal(seeded(compiled, x), seeded(module, x))
-        frames = counter.frame_count if frames is None else frames
-    assert counter.frame_count == frames
+        frames.append(counter.frame_count)
+    assert frames[-1] == frames[1 if dynamic is None else 0]
 
 
 def test_compile_keeps_a_module_generator_and_two_calls_draw_twice():
@@ -181,10 +200,14 @@ def test_fx_symbolic_trace_records_one_operator():
     assert torch.equal(seeded(traced, x), seeded(model, x))
 
 
-def test_fx_functional():
-    traced = torch.fx.symbolic_trace(lambda t: drop_block(t, 0.3, 3, spatial_dims=2))
-    x = make_input(2)
-    assert torch.equal(seeded(traced, x), seeded(lambda t: drop_block(t, 0.3, 3, spatial_dims=2), x))
+@pytest.mark.parametrize("dims", [2, 3])
+def test_fx_functional(dims):
+    def fn(t):
+        return drop_block(t, 0.3, 3, spatial_dims=dims)
+
+    traced = torch.fx.symbolic_trace(fn)
+    x = make_input(dims)
+    assert torch.equal(seeded(traced, x), seeded(fn, x))
 
 
 # -------------------------------------------------------------------------------------------- torch.jit

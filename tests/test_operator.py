@@ -199,3 +199,23 @@ def test_module_conversions_leave_drop_prob_alone():
 def test_bad_arguments_raise_one_clear_error(call, exc, match):
     with pytest.raises(exc, match=match):
         call(torch.ones(2, 3, 8, 8))
+
+
+# ------------------------------------------------------------------------------------------------- CUDA
+@pytest.mark.cuda
+@pytest.mark.parametrize("dims", [2, 3])
+def test_cuda_compiled_forward_backward_and_gradgradcheck(dims):
+    module = MODULES[dims](0.3, 3)
+    compiled = torch.compile(module, fullgraph=True)
+    xa, xb = (make_input(dims).cuda().requires_grad_() for _ in range(2))
+    torch.cuda.manual_seed(3)
+    a = compiled(xa)
+    torch.cuda.manual_seed(3)
+    b = module(xb)
+    assert a.device.type == "cuda" and torch.equal(a, b)
+    a.sum().backward()
+    b.sum().backward()
+    assert torch.equal(xa.grad, xb.grad)
+    x = make_input(dims).cuda().double().requires_grad_()
+    assert torch.autograd.gradgradcheck(
+        lambda t: drop_block(t, 0.4, 3, spatial_dims=dims, generator=torch.Generator("cuda").manual_seed(1)), (x,))
