@@ -44,7 +44,10 @@ def _check_steps(nr_steps: object) -> int:
 
 
 class LinearRamp(Sequence[float]):
-    """``numpy.linspace(start, stop, num)`` as a read-only sequence of Python floats, computed per item.
+    """``numpy.linspace(start, stop, num)`` as a sequence of Python floats, computed per item.
+
+    Items can be assigned (``ramp[i] = v``), as in the list and ``numpy`` array it replaces; assigned values
+    are kept in a dict, so memory grows with the assignments only. The length is fixed.
 
     Parameters
     ----------
@@ -58,6 +61,7 @@ class LinearRamp(Sequence[float]):
         self._div = self.num - 1
         self._delta = self.stop - self.start
         self._step = self._delta / self._div if self._div > 0 else math.nan
+        self._assigned: dict[int, float] = {}
 
     def __len__(self) -> int:
         return self.num
@@ -71,9 +75,9 @@ class LinearRamp(Sequence[float]):
     def __getitem__(self, index: int | slice) -> float | list[float]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(self.num))]
-        i = index + self.num if index < 0 else index
-        if not 0 <= i < self.num:
-            raise IndexError(f"ramp index {index} out of range for {self.num} values")
+        i = self._position(index)
+        if i in self._assigned:
+            return self._assigned[i]
         if self._div <= 0:
             return i * self._delta + self.start
         if i == self._div:
@@ -81,6 +85,15 @@ class LinearRamp(Sequence[float]):
         if self._step == 0:
             return (i / self._div) * self._delta + self.start
         return i * self._step + self.start
+
+    def __setitem__(self, index: int, value: float) -> None:
+        self._assigned[self._position(index)] = float(value)
+
+    def _position(self, index: int) -> int:
+        i = index + self.num if index < 0 else index
+        if not 0 <= i < self.num:
+            raise IndexError(f"ramp index {index} out of range for {self.num} values")
+        return i
 
     def __repr__(self) -> str:
         return f"LinearRamp(start={self.start}, stop={self.stop}, num={self.num})"

@@ -30,12 +30,15 @@ def test_ramp_values_are_numpy_linspace_bit_for_bit(seed):
         assert ramp[-1] == want[-1] and ramp[num // 2 : num // 2 + 3] == want[num // 2 : num // 2 + 3]
 
 
-def test_ramp_index_errors():
+def test_ramp_index_errors_and_assignment():
     ramp = LinearRamp(0.0, 1.0, 3)
     with pytest.raises(IndexError, match="out of range"):
         ramp[3]
     with pytest.raises(IndexError, match="out of range"):
-        ramp[-4]
+        ramp[-4] = 0.5
+    ramp[1] = 0.25  # items can be assigned, as in the list / numpy array the ramp replaces
+    ramp[-1] = 0.75
+    assert list(ramp) == [0.0, 0.25, 0.75] and len(ramp) == 3
 
 
 def test_scheduler_memory_does_not_grow_with_nr_steps():
