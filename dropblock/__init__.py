@@ -5,7 +5,7 @@ Drop-in replacement for the original ``dropblock`` package (``DropBlock2D``, ``D
 :class:`Profile` (see :data:`PRESETS`).
 """
 
-from . import functional, law
+from . import _op, functional, law  # noqa: F401 (_op registers the operators)
 from .functional import drop_block, drop_block2d, drop_block3d
 from .modules import DropBlock2D, DropBlock3D
 from .profiles import PRESETS, Profile, get_profile, preset_names

@@ -10,42 +10,33 @@ so both give the same output bit for bit (tested in ``tests/test_speed_equivalen
 conversions write different NaN bits, and the kernel writes the canonical ``0x7FC0``.
 
 It is built with the C compiler ``$CC`` (default ``cc``) into ``$DROPBLOCK_CACHE_DIR`` (default
-``~/.cache/dropblock-conformance``), under a name derived from the source, the compiler and the CPU, so that
-a changed source, compiler or machine builds afresh. ``DROPBLOCK_NATIVE=0`` turns it off. Where there is no
-compiler or the build fails, the torch path is used and :func:`status` says why.
+``~/.cache/dropblock-conformance``) by :mod:`dropblock._build`, which checks the library's size and hash before it
+is loaded and remembers a failed or timed-out build; once loaded, the library must export every symbol used
+here. ``DROPBLOCK_NATIVE=0`` turns it off. Where there is no compiler or the build fails, the torch path is used
+and :func:`status` says why.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 import os
-import platform
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
+from . import _build
 from ._plan import BlockPlan, plan_blocks
 from ._seeds import _log_uniform_chunks
 from .law import mask_count
 
 __all__ = ["status", "enabled", "takes", "turned_off", "NativePlan", "supports", "output_dtype_supported"]
 
-_SOURCE_DIR = Path(__file__).with_name("_kernel")
-_SOURCES = ("plan.c", "apply.c")
-_HEADERS = ("kernel.h",)
 _DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 _SHARING_CODE = {"none": 0, "channel": 1, "batch": 2}
-# Compiler flags, best first: OpenMP threads (torch's own runtime, see _kernel/apply.c), this CPU's vector units.
-_FLAG_SETS: tuple[list[str], ...] = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], [])
 # Below this many elements the product runs on one thread (starting threads costs more than it saves).
 _THREAD_FROM = 1 << 16
 
@@ -57,59 +48,33 @@ _off = 0  # > 0 inside turned_off()
 _INT32_MAX = 2**31 - 1  # the kernel's boxes hold int32 coordinates
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("DROPBLOCK_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dropblock-conformance"
+_i64, _p, _dbl, _int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double, ctypes.c_int
+# Every symbol of the kernel used here: (argument types, result type).
+_SIGNATURES = {
+    "db_plan_begin": ([_i64, _p], _p),
+    "db_plan_extend": ([_p, _p, _i64, _dbl, _dbl, ctypes.POINTER(_dbl)], _int),
+    "db_plan_add": ([_p, _p, _i64], _int),
+    "db_plan_finish": ([_p, _int], _int),
+    "db_plan_size": ([_p], _i64),
+    "db_plan_seeds": ([_p, _p], None),
+    "db_plan_free": ([_p], None),
+    "db_plan_count": ([_p], _i64),
+    "db_plan_apply": ([_p, _p, _p, _int, _int, _i64, _i64, _int, _dbl, _int], _int),
+    "db_supports": ([_int], _int),
+    "db_openmp": ([], _int),
+}
 
 
-def _cpu_id() -> str:
-    """Model name and feature flags of this CPU (the build uses ``-march=native``)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    keep = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))]
-    return "\n".join(dict.fromkeys(keep))
-
-
-def _compiler_id(cc: str) -> str:
-    try:
-        done = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise RuntimeError(f"no C compiler {cc!r} ({exc})") from None
-    if done.returncode != 0:
-        raise RuntimeError(f"C compiler {cc!r} --version failed")
-    return done.stdout
-
-
-def _build() -> Path:
-    cc = os.environ.get("CC", "cc")
-    source = b"".join((_SOURCE_DIR / name).read_bytes() for name in _SOURCES + _HEADERS)
-    key = hashlib.sha256(b"\0".join([source, _compiler_id(cc).encode(), _cpu_id().encode(),
-                                     repr(_FLAG_SETS).encode(), platform.machine().encode(),
-                                     sys.platform.encode()])).hexdigest()[:16]
-    target = _cache_dir() / f"dropblock_kernel_{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    base = [cc, "-O3", "-shared", "-fPIC", "-std=gnu11", *(str(_SOURCE_DIR / n) for n in _SOURCES), "-o", tmp, "-lm"]
-    try:
-        errors = [""]
-        for extra in _FLAG_SETS:
-            done = subprocess.run(base[:1] + extra + base[1:], capture_output=True, text=True, timeout=300)
-            if done.returncode == 0:
-                os.replace(tmp, target)  # atomic: concurrent builders each write their own file
-                return target
-            errors = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-        raise RuntimeError(f"compiling the kernel failed: {errors[0]}")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _open(path) -> ctypes.CDLL:
+    """Load the library at ``path`` and declare its symbols; RuntimeError when some are missing."""
+    lib = ctypes.CDLL(str(path))
+    missing = [name for name in _SIGNATURES if not hasattr(lib, name)]
+    if missing:
+        raise RuntimeError(f"{path} lacks the kernel's symbols {', '.join(missing)}")
+    for name, (args, result) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, result
+    return lib
 
 
 def _load() -> ctypes.CDLL | None:
@@ -124,37 +89,13 @@ def _load() -> ctypes.CDLL | None:
             _state = f"off (DROPBLOCK_NATIVE={setting})"
             return None
         try:
-            path = _build()
-            lib = ctypes.CDLL(str(path))
-        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            path = _build.build()
+            lib = _open(path)
+            threads = "OpenMP threads" if lib.db_openmp() else "one thread"
+            _dtypes.update(dt for dt, code in _DTYPE_CODE.items() if lib.db_supports(code))
+        except Exception as exc:  # noqa: BLE001 (any failure leaves the torch path, and status() says why)
             _state = f"unavailable ({exc})"
             return None
-        i64, p, dbl, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double, ctypes.c_int
-        dbl_p = ctypes.POINTER(dbl)
-        lib.db_plan_begin.argtypes = [i64, p]
-        lib.db_plan_begin.restype = p
-        lib.db_plan_extend.argtypes = [p, p, i64, dbl, dbl, dbl_p]
-        lib.db_plan_extend.restype = cint
-        lib.db_plan_add.argtypes = [p, p, i64]
-        lib.db_plan_add.restype = cint
-        lib.db_plan_finish.argtypes = [p, cint]
-        lib.db_plan_finish.restype = cint
-        lib.db_plan_size.argtypes = [p]
-        lib.db_plan_size.restype = i64
-        lib.db_plan_seeds.argtypes = [p, p]
-        lib.db_plan_seeds.restype = None
-        lib.db_plan_free.argtypes = [p]
-        lib.db_plan_free.restype = None
-        lib.db_plan_count.argtypes = [p]
-        lib.db_plan_count.restype = i64
-        lib.db_plan_apply.argtypes = [p, p, p, cint, cint, i64, i64, cint, dbl, cint]
-        lib.db_plan_apply.restype = cint
-        lib.db_supports.argtypes = [cint]
-        lib.db_supports.restype = cint
-        lib.db_openmp.argtypes = []
-        lib.db_openmp.restype = cint
-        threads = "OpenMP threads" if lib.db_openmp() else "one thread"
-        _dtypes.update(dt for dt, code in _DTYPE_CODE.items() if lib.db_supports(code))
         _lib, _state = lib, f"native, {threads} ({path})"
         return _lib
 
@@ -162,7 +103,7 @@ def _load() -> ctypes.CDLL | None:
 def status() -> str:
     """``"native, OpenMP threads (<path of the shared library>)"``, ``"off (...)"`` or ``"unavailable (<reason>)"``.
 
-    Builds the kernel if that has not been tried yet in this process.
+    Builds the kernel if that has not been tried yet in this process; never raises.
     """
     _load()
     assert _state is not None
@@ -324,6 +265,12 @@ class NativePlan:
         self._lib.db_plan_seeds(self._handle, out.data_ptr())
         return out
 
+    def block_plan(self) -> BlockPlan:
+        """The torch path's plan of the same seeds (built once): for tensors the kernel does not take."""
+        if self._fallback is None:
+            self._fallback = plan_blocks(self.seeds, self.geometry, self.sharing, self.batch, self.channels)
+        return self._fallback
+
     def apply_(self, src: torch.Tensor, scale: float, out: torch.Tensor) -> torch.Tensor:
         """``out = src * scale`` with the dropped units set to +0; ``out`` may be ``src`` (in place).
 
@@ -331,9 +278,7 @@ class NativePlan:
         path, built from the same seeds.
         """
         if not supports(src, out):
-            if self._fallback is None:
-                self._fallback = plan_blocks(self.seeds, self.geometry, self.sharing, self.batch, self.channels)
-            return self._fallback.apply_(src, scale, out)
+            return self.block_plan().apply_(src, scale, out)
         n_maps = self.batch * self.channels
         threads = torch.get_num_threads() if out.numel() >= _THREAD_FROM else 1
         rc = self._lib.db_plan_apply(self._handle, src.data_ptr(), out.data_ptr(), _DTYPE_CODE[src.dtype],

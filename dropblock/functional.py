@@ -18,6 +18,9 @@ Dropped units are exactly zero whatever ``x`` holds there (``inf``/``NaN`` inclu
 Steps 2-4 run in the fused CPU kernel (:mod:`dropblock._native`) for contiguous CPU inputs whose output keeps
 their dtype or widens a half input to float32, and as torch operations otherwise (CUDA, other layouts, no C
 compiler); both draw the same seeds from the same uniforms and give the same output.
+
+The public functions validate their arguments and call one operator, ``torch.ops.dropblock.drop_block``
+(:mod:`dropblock._op`), whose kernel is :func:`_apply_draw`: the draw, its plan and the product above.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from functools import lru_cache
 
 import torch
 
-from . import _native
+from . import _keys, _native
+from ._keys import generator_key, profile_key
 from ._sampling import BlockPlan, _draw_positions, plan_blocks
 from .law import MapGeometry, map_geometry, mask_count, resolve_gamma
 from .profiles import Profile, get_profile
 
-__all__ = ["drop_block", "drop_block2d", "drop_block3d", "check_drop_prob", "check_block_size"]
+__all__ = ["drop_block", "drop_block2d", "drop_block3d", "check_drop_prob", "check_block_size",
+           "check_spatial_dims", "output_dtype", "call_operator"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -46,13 +51,16 @@ def check_drop_prob(drop_prob: object) -> float:
     TypeError
         Not a real number (``bool``, tensors and strings included).
     ValueError
-        NaN, infinite or outside [0, 1].
+        NaN, infinite, outside [0, 1] or too large for a float (``10**400``).
     """
     if isinstance(drop_prob, bool) or not isinstance(drop_prob, numbers.Real):
         raise TypeError(
             f"drop_prob must be a real number in [0, 1], got {type(drop_prob).__name__} {drop_prob!r}"
         )
-    value = float(drop_prob)
+    try:
+        value = float(drop_prob)
+    except OverflowError:
+        raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob!r}") from None
     if not (0.0 <= value <= 1.0):  # also rejects NaN
         raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob!r}")
     return value
@@ -76,6 +84,19 @@ def check_block_size(block_size: object) -> int:
     return value
 
 
+def check_spatial_dims(spatial_dims: object) -> int:
+    """Validate ``spatial_dims`` (2 or 3) and return it.
+
+    Raises
+    ------
+    ValueError
+        Anything but the ints 2 and 3.
+    """
+    if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    return int(spatial_dims)  # type: ignore[call-overload]
+
+
 def _check_input(x: object, spatial_dims: int) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
@@ -86,25 +107,6 @@ def _check_input(x: object, spatial_dims: int) -> torch.Tensor:
     if x.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"input dtype must be float16, bfloat16, float32 or float64, got {x.dtype}")
     return x
-
-
-def _is_dense(t: torch.Tensor) -> bool:
-    """True when ``t`` occupies exactly ``t.numel()`` consecutive storage elements (any dim order)."""
-    dims = sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1)
-    expected = 1
-    for stride, size in dims:
-        if stride != expected:
-            return False
-        expected *= size
-    return True
-
-
-def _new_output(x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised output with ``x``'s layout when that layout is dense, else contiguous."""
-    out = torch.empty_like(x, dtype=out_dtype)
-    if not x.is_contiguous() and not _is_dense(out):
-        out = torch.empty_like(x, dtype=out_dtype, memory_format=torch.contiguous_format)
-    return out
 
 
 @lru_cache(maxsize=1024)
@@ -122,26 +124,120 @@ def _use_native(x: torch.Tensor, out_dtype: torch.dtype, geometry: MapGeometry) 
             and _native.takes(geometry) and _native.enabled())
 
 
-class _DropBlockFunction(torch.autograd.Function):
-    """Autograd wrapper: gradient is ``grad * keep * scale`` (saves only the compact block plan)."""
+def output_dtype(dtype: torch.dtype, profile: Profile) -> torch.dtype:
+    """The output dtype of a ``dtype`` input under ``profile`` (half inputs widen under ``output_dtype="float32"``)."""
+    return torch.promote_types(dtype, torch.float32) if profile.output_dtype == "float32" else dtype
 
-    @staticmethod
-    def forward(ctx, x, scale, plan, out_box, inplace):  # type: ignore[override]
-        ctx.scale = scale
-        ctx.in_dtype = x.dtype
-        ctx.plan = plan
-        out = plan.apply_(x, scale, x if inplace else out_box.pop())
-        if inplace:
-            ctx.mark_dirty(x)
-        return out
 
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        grad_in = torch.empty_like(grad)
-        if not _is_dense(grad_in):
-            grad_in = torch.empty_like(grad, memory_format=torch.contiguous_format)
-        ctx.plan.apply_(grad, ctx.scale, grad_in)
-        return grad_in.to(ctx.in_dtype), None, None, None, None
+def _draw_plan(x: torch.Tensor, out_dtype: torch.dtype, p: float, k: int, prof: Profile,
+               generator: torch.Generator) -> tuple[_native.NativePlan | BlockPlan, float]:
+    """Steps 1-3 and the scale of step 4 for an input shaped like ``x`` (non-empty): the block plan and ``scale``.
+
+    Draws from ``generator``; the kernel and the torch path consume the same numbers (see :mod:`dropblock._native`).
+    """
+    n, c = x.shape[0], x.shape[1]
+    geometry, gamma = _geometry_and_gamma(tuple(int(s) for s in x.shape[2:]), k, prof, p)
+    n_masks = mask_count(prof.sharing, n, c)
+    plan: _native.NativePlan | BlockPlan
+    if _use_native(x, out_dtype, geometry):
+        plan = _native.NativePlan.draw(gamma, generator, geometry, prof.sharing, n, c)
+    else:
+        seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)
+        plan = plan_blocks(seeds, geometry, prof.sharing, n, c)
+        del seeds
+    scale = 1.0
+    if prof.normalize == "global":
+        mask_len = n_masks * geometry.n_units
+        kept = mask_len - plan.n_dropped
+        denom = kept + prof.eps
+        scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
+        if not math.isfinite(scale):
+            scale = 0.0
+    return plan, scale
+
+
+def _apply_plan(src: torch.Tensor, out: torch.Tensor, plan: _native.NativePlan | BlockPlan, scale: float) -> None:
+    """``out = src * scale`` with the plan's blocks set to +0 (``out`` may be ``src``).
+
+    Computes in the wider of the two dtypes: a float32 ``out`` of a half ``src`` receives ``src`` widened then
+    scaled; a narrower ``out`` receives the product taken in ``src``'s dtype, then rounded.
+    """
+    if torch.promote_types(src.dtype, out.dtype) == out.dtype:
+        plan.apply_(src, scale, out)
+    else:
+        out.copy_(plan.apply_(src, scale, torch.empty_like(src)))
+
+
+def _apply_draw(src: torch.Tensor, out: torch.Tensor, p: float, k: int, prof: Profile,
+                generator: torch.Generator) -> tuple[_native.NativePlan | BlockPlan, float] | None:
+    """:func:`_apply_plan` with the plan of one draw from ``generator``; returns ``(plan, scale)``, or None
+    where nothing is drawn (``p == 0``, empty input: ``out`` receives a copy of ``src``)."""
+    if src.numel() == 0 or p == 0.0:
+        if out is not src:
+            out.copy_(src)
+        return None
+    plan, scale = _draw_plan(src, torch.promote_types(src.dtype, out.dtype), p, k, prof, generator)
+    _apply_plan(src, out, plan, scale)
+    return plan, scale
+
+
+def _check_inplace(x: torch.Tensor, prof: Profile) -> None:
+    if output_dtype(x.dtype, prof) != x.dtype:
+        raise ValueError(
+            f"inplace=True cannot return {output_dtype(x.dtype, prof)} for a {x.dtype} input under profile "
+            f"{prof.name!r}"
+        )
+    if x.requires_grad and x.is_leaf and torch.is_grad_enabled():
+        raise ValueError("inplace=True on a leaf tensor that requires grad; use inplace=False")
+
+
+SAVED_GRAPH_GENERATOR = (
+    "{tool} cannot save a DropBlock that draws from its own torch.Generator (the saved graph would name a "
+    "generator of this process only): use generator=None and seed torch (torch.manual_seed), or use "
+    "torch.compile, which keeps the generator"
+)
+
+
+def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spatial_dims: int, profile: str,
+                  generator: int, inplace: bool) -> torch.Tensor:
+    """The operator ``dropblock::drop_block`` (or its in-place form) on arguments already in schema form.
+
+    ``drop_prob`` is a float64 scalar tensor, ``profile`` a :func:`dropblock._keys.profile_key` string and
+    ``generator`` a :func:`dropblock._keys.generator_key`. Under ``torch.compile`` (not ``torch.export``) the
+    draw is ``dropblock::drop_block_mask`` and the product is left to the compiler (the same numbers; see
+    :mod:`dropblock._op`). With ``inplace`` and an input that needs a gradient,
+    or in a graph that is saved and may later need one (``torch.fx``, ``torch.jit.trace``, ``torch.export``),
+    the functional operator's output is copied into ``x`` (the in-place operator has no autograd formula).
+
+    Raises
+    ------
+    ValueError
+        An explicit generator under ``torch.jit.trace`` or ``torch.export``, whose saved graphs cannot hold it.
+    """
+    if generator and (torch.jit.is_tracing() or torch.compiler.is_exporting()):
+        tool = "torch.jit.trace" if torch.jit.is_tracing() else "torch.export"
+        raise ValueError(SAVED_GRAPH_GENERATOR.format(tool=tool))
+    ops = torch.ops.dropblock
+    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+        out = _masked_product(x, drop_prob, block_size, spatial_dims, profile, generator)
+        return x.copy_(out) if inplace else out
+    if not inplace:
+        return ops.drop_block(x, drop_prob, block_size, spatial_dims, profile, generator)[0]
+    if (isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_exporting()
+            or (x.requires_grad and torch.is_grad_enabled())):
+        return x.copy_(ops.drop_block(x, drop_prob, block_size, spatial_dims, profile, generator)[0])
+    ops.drop_block_inplace(x, drop_prob, block_size, spatial_dims, profile, generator)
+    return x
+
+
+def _masked_product(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spatial_dims: int, profile: str,
+                    generator: int) -> torch.Tensor:
+    """What ``torch.compile`` runs: the draw as a multiplier (``dropblock::drop_block_mask``), then the product as
+    torch operations it can fuse with their neighbours and differentiate; the same numbers as the operator."""
+    m = torch.ops.dropblock.drop_block_mask(list(x.shape), x.dtype, x.device, drop_prob, block_size, spatial_dims,
+                                            profile, generator)
+    out_dtype = output_dtype(x.dtype, _keys.profile_from_key(profile))
+    return torch.where(m != 0, (x.to(m.dtype) * m).to(out_dtype), 0.0)
 
 
 def drop_block(
@@ -156,6 +252,10 @@ def drop_block(
     inplace: bool = False,
 ) -> torch.Tensor:
     """DropBlock on ``spatial_dims``-dimensional feature maps (the core of 2D and 3D).
+
+    One call of the operator ``torch.ops.dropblock.drop_block`` (see :mod:`dropblock._op`), so that
+    ``torch.compile``, ``torch.export``, ``torch.fx`` and ``torch.jit`` see one node with a shape function and
+    an exact autograd formula.
 
     Parameters
     ----------
@@ -175,6 +275,7 @@ def drop_block(
         optionally ``"+exact"``) or a :class:`~dropblock.Profile`.
     generator : torch.Generator, optional
         Random source on ``x.device`` (torch's default generator when omitted): same state, same mask.
+        Under ``torch.compile`` an explicit generator here breaks the graph; give it to the module instead.
     inplace : bool
         Write the result into ``x`` (needs the profile's output dtype to equal ``x.dtype``).
 
@@ -187,57 +288,25 @@ def drop_block(
     Raises
     ------
     TypeError
-        ``x`` not a floating tensor; ``drop_prob`` not a real number; ``block_size`` not an int.
+        ``x`` not a floating tensor; ``drop_prob`` not a real number; ``block_size`` not an int;
+        ``generator`` not a ``torch.Generator``.
     ValueError
-        Wrong number of dimensions; ``drop_prob`` outside [0, 1] or NaN; ``block_size < 1``; even or
-        oversized blocks under a profile that rejects them; ``inplace`` that cannot be honoured.
+        Wrong number of dimensions; ``spatial_dims`` not 2 or 3; ``drop_prob`` outside [0, 1] or NaN;
+        ``block_size < 1``; even or oversized blocks under a profile that rejects them; ``inplace`` that
+        cannot be honoured.
     """
-    x = _check_input(x, spatial_dims)
+    check_spatial_dims(spatial_dims)
+    if not isinstance(x, torch.fx.Proxy):  # a symbolic trace: the operator's shape function checks x
+        x = _check_input(x, spatial_dims)
     p = check_drop_prob(drop_prob)
     k = check_block_size(block_size)
     prof = get_profile(profile)
     if not training or p == 0.0:
         return x
-    out_dtype = x.dtype
-    if prof.output_dtype == "float32":
-        out_dtype = torch.promote_types(x.dtype, torch.float32)
-    if inplace:
-        if out_dtype != x.dtype:
-            raise ValueError(
-                f"inplace=True cannot return {out_dtype} for a {x.dtype} input under profile {prof.name!r}"
-            )
-        if x.requires_grad and x.is_leaf and torch.is_grad_enabled():
-            raise ValueError("inplace=True on a leaf tensor that requires grad; use inplace=False")
-    if x.numel() == 0:
-        return x if inplace else x.to(out_dtype, copy=True)
-
-    n, c = x.shape[0], x.shape[1]
-    sizes = tuple(int(s) for s in x.shape[2:])
-    geometry, gamma = _geometry_and_gamma(sizes, k, prof, p)
-    # The output is allocated before the sampler's temporaries, so that it can reuse the memory of a freed
-    # tensor of the same size rather than fresh pages.
-    out = None if inplace else _new_output(x, out_dtype)
-    n_masks = mask_count(prof.sharing, n, c)
-    plan: _native.NativePlan | BlockPlan
-    if _use_native(x, out_dtype, geometry):
-        plan = _native.NativePlan.draw(gamma, generator, geometry, prof.sharing, n, c)
-    else:
-        seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)
-        plan = plan_blocks(seeds, geometry, prof.sharing, n, c)
-        del seeds
-
-    scale = 1.0
-    if prof.normalize == "global":
-        mask_len = n_masks * geometry.n_units
-        kept = mask_len - plan.n_dropped
-        denom = kept + prof.eps
-        scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
-        if not math.isfinite(scale):
-            scale = 0.0
-
-    if x.requires_grad and torch.is_grad_enabled():
-        return _DropBlockFunction.apply(x, scale, plan, [out], inplace)
-    return plan.apply_(x, scale, x if out is None else out)
+    if inplace and not isinstance(x, torch.fx.Proxy):
+        _check_inplace(x, prof)
+    return call_operator(x, torch.tensor(p, dtype=torch.float64), k, spatial_dims, profile_key(prof),
+                         generator_key(generator), inplace)
 
 
 def drop_block2d(

@@ -5,19 +5,24 @@ API-compatible with ``dropblock.LinearScheduler`` 0.3.0 (``dropblock/scheduler.p
 value on the wrapped module and the last value is held once the ramp is done. Unlike 0.3.0 it accepts an
 integral float ``nr_steps`` (``5e3``), validates its arguments, and keeps its position in ``state_dict()`` so
 a resumed run continues the ramp.
+
+The ramp is not stored: :class:`LinearRamp` computes its ``i``-th value on demand with numpy's own float64
+operations (``numpy/_core/function_base.py``, ``linspace``: ``i * step + start`` with ``step = (stop - start) /
+(num - 1)``, ``(i / (num - 1)) * (stop - start) + start`` where that step underflows to 0, ``stop`` itself last),
+so the values are those of ``numpy.linspace`` bit for bit, in O(1) memory whatever ``nr_steps``.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
-import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LinearScheduler"]
+__all__ = ["LinearScheduler", "LinearRamp"]
 
 
 def _check_unit_interval(name: str, value: object) -> float:
@@ -38,6 +43,62 @@ def _check_steps(nr_steps: object) -> int:
     return int(v)
 
 
+class LinearRamp(Sequence[float]):
+    """``numpy.linspace(start, stop, num)`` as a sequence of Python floats, computed per item.
+
+    Items can be assigned (``ramp[i] = v``), as in the list and ``numpy`` array it replaces; assigned values
+    are kept in a dict, so memory grows with the assignments only. The length is fixed.
+
+    Parameters
+    ----------
+    start, stop : float
+    num : int
+        Number of values, >= 1.
+    """
+
+    def __init__(self, start: float, stop: float, num: int) -> None:
+        self.start, self.stop, self.num = float(start), float(stop), int(num)
+        self._div = self.num - 1
+        self._delta = self.stop - self.start
+        self._step = self._delta / self._div if self._div > 0 else math.nan
+        self._assigned: dict[int, float] = {}
+
+    def __len__(self) -> int:
+        return self.num
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+
+    def __getitem__(self, index: int | slice) -> float | list[float]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.num))]
+        i = self._position(index)
+        if i in self._assigned:
+            return self._assigned[i]
+        if self._div <= 0:
+            return i * self._delta + self.start
+        if i == self._div:
+            return self.stop
+        if self._step == 0:
+            return (i / self._div) * self._delta + self.start
+        return i * self._step + self.start
+
+    def __setitem__(self, index: int, value: float) -> None:
+        self._assigned[self._position(index)] = float(value)
+
+    def _position(self, index: int) -> int:
+        i = index + self.num if index < 0 else index
+        if not 0 <= i < self.num:
+            raise IndexError(f"ramp index {index} out of range for {self.num} values")
+        return i
+
+    def __repr__(self) -> str:
+        return f"LinearRamp(start={self.start}, stop={self.stop}, num={self.num})"
+
+
 class LinearScheduler(nn.Module):
     """Ramp ``dropblock.drop_prob`` linearly from ``start_value`` to ``stop_value`` over ``nr_steps`` steps.
 
@@ -49,7 +110,8 @@ class LinearScheduler(nn.Module):
         Drop probabilities in [0, 1].
     nr_steps : int or integral float
         Number of values in the ramp (>= 1); ``5e3`` is accepted. As in 0.3.0 the values are
-        ``linspace(start_value, stop_value, nr_steps)``, so ``nr_steps=1`` holds ``start_value``.
+        ``linspace(start_value, stop_value, nr_steps)``, so ``nr_steps=1`` holds ``start_value``; they are
+        computed per step (:class:`LinearRamp`, O(1) memory), not stored.
 
     Raises
     ------
@@ -67,7 +129,7 @@ class LinearScheduler(nn.Module):
         self.start_value = _check_unit_interval("start_value", start_value)
         self.stop_value = _check_unit_interval("stop_value", stop_value)
         self.nr_steps = _check_steps(nr_steps)
-        self.drop_values = [float(v) for v in np.linspace(self.start_value, self.stop_value, self.nr_steps)]
+        self.drop_values = LinearRamp(self.start_value, self.stop_value, self.nr_steps)
         self.i = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

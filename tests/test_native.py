@@ -1,14 +1,19 @@
 """The fused CPU kernel: it builds where a C compiler exists, it is optional, and it refuses bad plans.
 
-Its numbers are tested against the slow construction in ``tests/test_speed_equivalence.py``.
+Its numbers are tested against the slow construction in ``tests/test_speed_equivalence.py``. The cache tests run
+the package in subprocesses with a scratch ``DROPBLOCK_CACHE_DIR``: a damaged library must never be loaded (a
+truncated one kills the process that maps it), and a failed or hanging build must be remembered.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,7 +53,7 @@ def test_contiguous_cpu_inputs_take_the_kernel(monkeypatch):
 
 
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    full = {**os.environ, **env}
+    full = {key: value for key, value in os.environ.items() if key != "DROPBLOCK_NATIVE"} | env
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=300)
 
 
@@ -83,7 +88,8 @@ def test_build_goes_to_the_cache_dir_and_is_reused(tmp_path):
     stamp = built[0].stat().st_mtime_ns
     again = _run_python(PROBE, DROPBLOCK_CACHE_DIR=str(tmp_path))
     assert again.returncode == 0 and built[0].stat().st_mtime_ns == stamp
-    assert list(tmp_path.iterdir()) == built  # no temporary files left behind
+    manifest = built[0].with_name(built[0].name + ".sha256")
+    assert sorted(tmp_path.iterdir()) == [built[0], manifest]  # no temporary files left behind
 
 
 def test_plan_refuses_bad_seeds():
@@ -125,3 +131,101 @@ def test_output_does_not_depend_on_the_thread_count(monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+# --------------------------------------------------------------------------------------------- the cache
+needs_cc = pytest.mark.skipif(not HAS_CC or OFF, reason="no C compiler, or the kernel is turned off")
+
+
+def _built(cache) -> Path:
+    done = _run_python(PROBE, DROPBLOCK_CACHE_DIR=str(cache))
+    assert done.returncode == 0 and done.stdout.startswith("native"), done.stdout + done.stderr
+    (lib,) = cache.glob("dropblock_kernel_*.so")
+    return lib
+
+
+@needs_cc
+def test_a_truncated_library_is_rebuilt_not_loaded(tmp_path):
+    lib = _built(tmp_path)
+    whole = lib.read_bytes()
+    for keep in (0.75, 0.3):  # 75% or less killed every process that loaded it (SIGBUS)
+        lib.write_bytes(whole[: int(len(whole) * keep)])
+        status = _run_python("from dropblock import _native; print(_native.status())",
+                             DROPBLOCK_CACHE_DIR=str(tmp_path))
+        assert status.returncode == 0, f"the process died ({status.returncode}): {status.stderr[-500:]}"
+        assert status.stdout.startswith("native"), status.stdout
+        assert len(lib.read_bytes()) > len(whole) * keep  # rebuilt in place
+
+
+@needs_cc
+def test_a_library_without_the_kernels_symbols_is_refused(tmp_path):
+    lib = _built(tmp_path)
+    other = tmp_path / "other.c"
+    other.write_text("int something_else(void) { return 1; }\n")
+    subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", str(other), "-o", str(lib)], check=True)
+    # Without its record the stranger is rebuilt over ...
+    done = _run_python(PROBE, DROPBLOCK_CACHE_DIR=str(tmp_path))
+    assert done.returncode == 0 and done.stdout.startswith("native"), done.stdout + done.stderr
+    # ... and with a record that matches it (a library built elsewhere), it is refused by its symbols.
+    subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", str(other), "-o", str(lib)], check=True)
+    data = lib.read_bytes()
+    digest = __import__("hashlib").sha256(data).hexdigest()
+    lib.with_name(lib.name + ".sha256").write_text(f"{digest} {len(data)}\n")
+    done = _run_python(PROBE, DROPBLOCK_CACHE_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("unavailable (") and "lacks the kernel's symbols db_plan_begin" in done.stdout
+
+
+def _hanging_compiler(tmp_path) -> Path:
+    script = tmp_path / "hanging-cc"
+    script.write_text("#!/bin/sh\nsleep 600 &\nsleep 600\n")  # a child that would hold the pipes open too
+    script.chmod(0o755)
+    return script
+
+
+def test_a_hanging_compiler_is_stopped_and_remembered(tmp_path):
+    cache = tmp_path / "cache"
+    env = {"CC": str(_hanging_compiler(tmp_path)), "DROPBLOCK_CACHE_DIR": str(cache),
+           "DROPBLOCK_BUILD_TIMEOUT": "3"}
+    start = time.monotonic()
+    first = _run_python(PROBE, **env)
+    took = time.monotonic() - start
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("unavailable (") and "DROPBLOCK_BUILD_TIMEOUT=3s" in first.stdout, first.stdout
+    assert took < 60
+    (marker,) = cache.glob("dropblock_kernel_*.failed")
+    assert "DROPBLOCK_BUILD_TIMEOUT" in json.loads(marker.read_text())["reason"]
+    start = time.monotonic()
+    second = _run_python(PROBE, **env)
+    assert second.returncode == 0 and "an earlier build" in second.stdout and str(marker) in second.stdout
+    assert time.monotonic() - start < took  # no second wait for the compiler
+    marker.unlink()  # deleting the record tries again
+    third = _run_python(PROBE, **env)
+    assert "DROPBLOCK_BUILD_TIMEOUT=3s" in third.stdout
+
+
+def test_a_failed_build_is_remembered_per_compiler(tmp_path):
+    cache = tmp_path / "cache"
+    broken = tmp_path / "broken-cc"
+    broken.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo broken 1.0; exit 0; fi\n"
+                      "echo 'error: nothing works' >&2; exit 1\n")
+    broken.chmod(0o755)
+    first = _run_python(PROBE, CC=str(broken), DROPBLOCK_CACHE_DIR=str(cache))
+    assert first.returncode == 0 and "compiling the kernel failed: error: nothing works" in first.stdout
+    second = _run_python(PROBE, CC=str(broken), DROPBLOCK_CACHE_DIR=str(cache))
+    assert "an earlier build with" in second.stdout and "nothing works" in second.stdout
+    if HAS_CC and not OFF:  # another compiler is not held back by this one's record
+        other = _run_python(PROBE, DROPBLOCK_CACHE_DIR=str(cache))
+        assert other.stdout.startswith("native"), other.stdout + other.stderr
+
+
+def test_status_never_raises(tmp_path):
+    unwritable = tmp_path / "file-not-folder"
+    unwritable.write_text("")
+    cases = [{"DROPBLOCK_CACHE_DIR": str(unwritable)}, {"DROPBLOCK_BUILD_TIMEOUT": "soon"}]
+    for env in cases:
+        done = _run_python("from dropblock import _native; print(_native.status())", **env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(("unavailable (", "native")), done.stdout
+    assert "DROPBLOCK_BUILD_TIMEOUT must be a number" in _run_python(
+        "from dropblock import _native; print(_native.status())", DROPBLOCK_BUILD_TIMEOUT="soon").stdout

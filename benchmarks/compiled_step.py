@@ -1,0 +1,179 @@
+"""DropBlock's cost in a compiled training step of a ResNet-50 bottleneck block, beside timm's DropBlock.
+
+Usage::
+
+    python -m benchmarks.compiled_step [--batch 4] [--rounds 12] [--stages 0,1,2,3] [--json OUT]
+
+The block is the ResNet-50 bottleneck (1x1 conv to ``C / 4`` channels, 3x3 conv, 1x1 conv back to ``C``, each
+followed by batch norm, ReLU after the first two and after the residual sum), at the four stage shapes of
+``benchmarks.cases.SHAPES_2D`` (``C`` x ``H`` = 256 x 56, 512 x 28, 1024 x 14, 2048 x 7) with a smaller batch.
+DropBlock (``drop_prob`` 0.1, ``block_size`` 7) follows the residual sum. Variants, each a copy of one block
+with the same weights:
+
+- ``none``: no DropBlock (``nn.Identity``), the baseline;
+- ``ref:paper`` and ``ref:timm``: :class:`dropblock.DropBlock2D` under the paper and timm presets;
+- ``timm``: the installed timm's ``timm.layers.DropBlock2d(0.1, 7)`` (1.0.31: seeds at every position, one
+  mask per sample shared by its channels, the law of ``ref:timm``);
+- ``timm:per-channel``: the same with ``couple_channels=False``, one mask per (sample, channel) like
+  ``ref:paper`` (seeds at every position, so not the paper's law, but the same amount of mask).
+
+Every variant is compiled alike (default backend) and timed in one training step: the block and a
+mean-square loss compiled together (``torch.compile(lambda x: block(x).square().mean())``), backward, an SGD
+step. Steps run in interleaved rounds (every variant once per
+round, in a rotating order, so that drifting load on a shared machine hits them alike); a variant's overhead
+is the median over rounds of ``time(variant) / time(none)`` in the same round, minus 1, and its step is compared
+with the matching timm step (``timm:per-channel`` for ``ref:paper``, ``timm`` otherwise) by the median of
+``time(variant) / time(timm step)``. Graph breaks are counted by
+``torch._dynamo.explain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import dropblock
+
+STAGES = [(256, 56), (512, 28), (1024, 14), (2048, 7)]  # (channels, map side) of benchmarks.cases.SHAPES_2D
+DROP_PROB, BLOCK_SIZE = 0.1, 7
+VARIANTS = ("none", "ref:paper", "ref:timm", "timm", "timm:per-channel")
+
+
+class Bottleneck(nn.Module):
+    """ResNet-50 bottleneck with an identity shortcut, followed by ``drop``."""
+
+    def __init__(self, channels: int, drop: nn.Module) -> None:
+        super().__init__()
+        width = channels // 4
+        self.conv1, self.bn1 = nn.Conv2d(channels, width, 1, bias=False), nn.BatchNorm2d(width)
+        self.conv2, self.bn2 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        self.conv3, self.bn3 = nn.Conv2d(width, channels, 1, bias=False), nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+        self.drop = drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.drop(self.relu(out + x))
+
+
+def make_drop(variant: str) -> nn.Module:
+    if variant == "none":
+        return nn.Identity()
+    if variant.startswith("ref:"):
+        return dropblock.DropBlock2D(DROP_PROB, BLOCK_SIZE, profile=variant[4:])
+    if variant in ("timm", "timm:per-channel"):
+        from timm.layers import DropBlock2d
+
+        return DropBlock2d(drop_prob=DROP_PROB, block_size=BLOCK_SIZE, couple_channels=variant == "timm")
+    raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+
+
+def _step(block: nn.Module, backend: str):
+    loss = torch.compile(lambda x: block(x).square().mean(), backend=backend)
+    opt = torch.optim.SGD(block.parameters(), lr=1e-3)
+
+    def step(x: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss(x).backward()
+        opt.step()
+
+    return step
+
+
+def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, backend: str,
+              variants: tuple[str, ...] = VARIANTS) -> list[dict]:
+    """One row per variant: median step time, overhead against ``none`` (median of per-round ratios, with
+    the quartiles of those ratios), and graph breaks."""
+    torch.manual_seed(0)
+    base = Bottleneck(channels, nn.Identity()).train()
+    x = torch.randn(batch, channels, side, side)
+    blocks = {}
+    for variant in variants:
+        block = copy.deepcopy(base)
+        block.drop = make_drop(variant)
+        blocks[variant] = block
+    breaks = {v: torch._dynamo.explain(copy.deepcopy(b))(x).graph_break_count for v, b in blocks.items()}
+    steps = {v: _step(b, backend) for v, b in blocks.items()}
+    for step in steps.values():
+        for _ in range(warmup):  # the first call compiles
+            step(x)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(rounds):
+        order = variants[r % len(variants):] + variants[: r % len(variants)]
+        for variant in order:
+            start = time.perf_counter()
+            steps[variant](x)
+            times[variant].append(time.perf_counter() - start)
+    rows = []
+    for variant in variants:
+        ratios = sorted(t / b for t, b in zip(times[variant], times["none"]))
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+        peer = "timm:per-channel" if variant == "ref:paper" and "timm:per-channel" in times else "timm"
+        vs_timm = [t / u for t, u in zip(times[variant], times[peer])] if peer in times else [math.nan]
+        rows.append({"shape": [batch, channels, side, side], "variant": variant,
+                     "median_ms": 1e3 * statistics.median(times[variant]),
+                     "vs_timm": statistics.median(vs_timm),
+                     "overhead_pct": 100 * (statistics.median(ratios) - 1),
+                     "overhead_q1_pct": 100 * (q[0] - 1), "overhead_q3_pct": 100 * (q[2] - 1),
+                     "graph_breaks": breaks[variant], "rounds": rounds})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| shape | variant | step (ms, median) | overhead vs none (median [q1, q3]) | step / timm step | "
+             "graph breaks |", "|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        overhead = ("" if row["variant"] == "none" else
+                    f"{row['overhead_pct']:+.1f}% [{row['overhead_q1_pct']:+.1f}, {row['overhead_q3_pct']:+.1f}]")
+        shape = "x".join(map(str, row["shape"]))
+        lines.append(f"| {shape} | {row['variant']} | {row['median_ms']:.1f} | {overhead} | {row['vs_timm']:.3f} | "
+                     f"{row['graph_breaks']} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compiled_step", description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--stages", default="0,1,2,3", help="indices into the four stage shapes")
+    parser.add_argument("--backend", default="inductor", help="torch.compile backend (inductor by default)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--json", default=None, help="write the rows and the run's metadata here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for index in (int(i) for i in args.stages.split(",")):
+        channels, side = STAGES[index]
+        rows += run_stage(channels, side, args.batch, args.rounds, args.warmup, args.backend)
+        print(table([r for r in rows if r["shape"][1] == channels]), flush=True)
+    print()
+    print(table(rows))
+    if args.json:
+        import timm
+
+        meta = {"torch": torch.__version__, "timm": timm.__version__, "dropblock": dropblock.__version__,
+                "kernel": dropblock._native.status(), "threads": torch.get_num_threads(),
+                "machine": platform.processor() or platform.machine(), "backend": args.backend}
+        with open(args.json, "w") as fh:
+            json.dump({"meta": meta, "rows": rows}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,243 @@
+"""The reference as PyTorch operators: ``dropblock::drop_block``, its in-place form, its backward, and the draw
+alone as a multiplier (``dropblock::drop_block_mask``) for ``torch.compile``.
+
+Built with ``torch.library.custom_op`` as the PyTorch documentation on custom operators recommends for a
+kernel that torch cannot trace (https://docs.pytorch.org/docs/stable/library.html, "Creating new custom ops
+in Python", and the Custom Operators landing page): a kernel for real tensors, a fake kernel
+(``register_fake``) that gives the output shapes, dtypes and strides without data, for meta and fake tensors,
+``torch.compile``, ``torch.export`` and ``torch.fx``; an autograd formula (``register_autograd``) whose
+backward is again an operator, so that gradients of gradients are exact; ``torch.library.opcheck`` tests the
+registrations (``tests/test_execution_modes.py``). The forward operator is tagged
+``torch.Tag.nondeterministic_seeded``, so that graph passes neither merge two calls nor recompute one in the
+backward pass.
+
+Schemas carry tensors, numbers and strings only (``torch.library.infer_schema``), so:
+
+- ``drop_prob`` is a float64 scalar tensor, read by the kernel: a module whose ``drop_prob`` a scheduler
+  changes between steps keeps one compiled graph;
+- the profile is a string and the ``torch.Generator`` an integer key (:mod:`dropblock._keys`);
+- the forward operator also returns the draw's ``record``: the generator's state before the draw
+  (``Generator.get_state()``, a uint8 tensor of fixed size, so no output shape depends on the data). The
+  backward operator redraws the same blocks from it (a fresh generator set to that state consumes the same
+  numbers), with the ``drop_prob`` of the forward call saved beside it.
+
+The backward of ``y = x * scale * keep`` is ``g * scale * keep``, the same linear map (its own adjoint), so
+the backward operator's own backward is itself: exact to every order on both the CPU kernel and the torch
+path. Dtypes follow the forward: the product is taken in the wider of the two dtypes. In eager mode a
+first-order backward reuses the forward's block plan (handed from the kernel to ``setup_context`` on the same
+thread) instead of redrawing it.
+
+Under ``torch.compile`` (not ``torch.export``) the public functions call ``dropblock::drop_block_mask`` instead
+and write the product as torch operations (:func:`dropblock.functional._masked_product`): an opaque operator
+would make the compiler write its input to memory and read its output back, where the product of a multiplier
+fuses with the neighbouring operations (and autograd differentiates it to every order). Both forms give the
+same numbers for the same generator state.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch import Tensor
+
+from . import _native, functional
+from ._keys import generator_of, profile_from_key
+
+__all__ = ["drop_block", "drop_block_inplace", "drop_block_mask", "drop_block_backward", "record_size"]
+
+_STATE_BYTES: dict[str, int] = {"cpu": int(torch.Generator().get_state().numel()), "cuda": 16}
+_last = threading.local()  # the block plan of this thread's last draw, for setup_context
+
+
+def record_size(device: torch.device) -> int:
+    """Bytes of the record of a draw on ``device``: the state of a generator of that device."""
+    kind = "cpu" if device.type == "meta" else device.type
+    if kind not in _STATE_BYTES:
+        _STATE_BYTES[kind] = int(torch.Generator(device=device).get_state().numel())
+    return _STATE_BYTES[kind]
+
+
+def _drop_prob_value(drop_prob: Tensor) -> float:
+    if drop_prob.numel() != 1 or not drop_prob.dtype.is_floating_point:
+        raise ValueError(f"drop_prob must be a floating scalar tensor, got {drop_prob.dtype} of shape "
+                         f"{tuple(drop_prob.shape)}")
+    return functional.check_drop_prob(float(drop_prob))
+
+
+def _checked(x: Tensor, spatial_dims: int, profile: str, inplace: bool):
+    """The profile and output dtype of a call; raises the public API's errors (also from the fake kernel)."""
+    functional._check_input(x, functional.check_spatial_dims(spatial_dims))
+    prof = profile_from_key(profile)
+    out_dtype = functional.output_dtype(x.dtype, prof)
+    if inplace and out_dtype != x.dtype:
+        raise ValueError(f"inplace=True cannot return {out_dtype} for a {x.dtype} input under profile {prof.name!r}")
+    return prof, out_dtype
+
+
+def _new_record(x: Tensor) -> Tensor:
+    device = x.device if x.device.type == "meta" else torch.device("cpu")
+    return torch.empty(record_size(x.device), dtype=torch.uint8, device=device)
+
+
+def _draw(x: Tensor, out: Tensor, drop_prob: Tensor, block_size: int, profile: str, generator: int,
+          keep: bool = True) -> Tensor:
+    """Write one draw into ``out`` and return its record; ``keep`` its plan for :func:`_setup_forward`."""
+    p = _drop_prob_value(drop_prob)
+    source = generator_of(generator, x.device)
+    record = source.get_state()
+    drawn = functional._apply_draw(x, out, p, functional.check_block_size(block_size), profile_from_key(profile),
+                                   source)
+    _last.drawn = (record, drawn) if keep else None
+    return record
+
+
+def _take_drawn(record: Tensor):
+    """``(plan, scale)`` of the draw that returned ``record`` on this thread, if it is the last one."""
+    last, _last.drawn = getattr(_last, "drawn", None), None
+    return last[1] if last is not None and last[0] is record else None
+
+
+# ----------------------------------------------------------------------------------------------- forward
+@torch.library.custom_op("dropblock::drop_block", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,))
+def drop_block(x: Tensor, drop_prob: Tensor, block_size: int, spatial_dims: int, profile: str,
+               generator: int) -> tuple[Tensor, Tensor]:
+    """DropBlock of ``x`` (``(N, C, *spatial)``) and the record of its draw (uint8, see the module docstring).
+
+    ``drop_prob``: float64 scalar tensor; ``profile``: :func:`dropblock._keys.profile_key`; ``generator``:
+    :func:`dropblock._keys.generator_key`. Errors as :func:`dropblock.functional.drop_block`.
+    """
+    _, out_dtype = _checked(x, spatial_dims, profile, inplace=False)
+    out = torch.empty_like(x, dtype=out_dtype)
+    return out, _draw(x, out, drop_prob, block_size, profile, generator)
+
+
+@drop_block.register_fake
+def _drop_block_fake(x, drop_prob, block_size, spatial_dims, profile, generator):
+    _, out_dtype = _checked(x, spatial_dims, profile, inplace=False)
+    return torch.empty_like(x, dtype=out_dtype), _new_record(x)
+
+
+@torch.library.custom_op("dropblock::drop_block_inplace", mutates_args=("x",),
+                         tags=(torch.Tag.nondeterministic_seeded,))
+def drop_block_inplace(x: Tensor, drop_prob: Tensor, block_size: int, spatial_dims: int, profile: str,
+                       generator: int) -> Tensor:
+    """:func:`drop_block` written into ``x`` (no autograd: the public API copies into ``x`` when a gradient is
+    needed); returns the record."""
+    _checked(x, spatial_dims, profile, inplace=True)
+    return _draw(x, x, drop_prob, block_size, profile, generator, keep=False)
+
+
+@drop_block_inplace.register_fake
+def _drop_block_inplace_fake(x, drop_prob, block_size, spatial_dims, profile, generator):
+    _checked(x, spatial_dims, profile, inplace=True)
+    return _new_record(x)
+
+
+# ------------------------------------------------------------------------------------------- mask form
+def _mask_shape(shape, sharing: str) -> list:
+    return [shape[0] if sharing != "batch" else 1, shape[1] if sharing == "none" else 1, *shape[2:]]
+
+
+@torch.library.custom_op("dropblock::drop_block_mask", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,))
+def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, drop_prob: Tensor, block_size: int,
+                    spatial_dims: int, profile: str, generator: int) -> Tensor:
+    """The draw of :func:`drop_block` for an input of this shape, dtype and device, as a multiplier.
+
+    The multiplier is ``scale`` where kept and 0 where dropped, in float32 (float64 for float64 outputs), of
+    shape ``(N, C, *spatial)`` (``(N, 1, ...)`` or ``(1, 1, ...)`` for masks shared by channels or by the
+    batch). ``where(m != 0, x * m, 0)``, in ``m``'s dtype and rounded to the output dtype, is the output of
+    :func:`drop_block` for the same generator state: ``scale`` is taken in float32 below float64, as the kernel
+    and the torch path take it. A float multiplier rather than a bool mask, because inductor's CPU code loads
+    bool masks one element at a time. It takes no input tensor, so that ``torch.compile`` need not compute the
+    input before the draw and can fuse the product with its neighbours. The draw runs as torch operations (the
+    same numbers as the CPU kernel's).
+    """
+    like = torch.empty((), dtype=dtype, device=device).expand(shape)  # shape, dtype and device; no data
+    prof, out_dtype = _checked(like, spatial_dims, profile, inplace=False)
+    p = _drop_prob_value(drop_prob)
+    mask_shape = tuple(_mask_shape(like.shape, prof.sharing))
+    m_dtype = _multiplier_dtype(out_dtype)
+    if like.numel() == 0 or p == 0.0:
+        return _new_multiplier(mask_shape, m_dtype, device).fill_(1.0)
+    source = generator_of(generator, like.device)
+    plan, scale = functional._draw_plan(like, out_dtype, p, functional.check_block_size(block_size), prof, source)
+    if isinstance(plan, _native.NativePlan):
+        plan = plan.block_plan()
+    return plan.fill_(_new_multiplier(mask_shape, m_dtype, device).fill_(scale))  # dropped units to +0
+
+
+_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _new_multiplier(shape, dtype: torch.dtype, device) -> Tensor:
+    """Channels last: the layout inductor gives the outputs of convolutions, which DropBlock's inputs usually are
+    (a multiplier in another layout than the tensor it multiplies makes inductor's fused loops stride)."""
+    return torch.empty(shape, dtype=dtype, device=device, memory_format=_FORMATS[len(shape)])
+
+
+def _multiplier_dtype(out_dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if out_dtype == torch.float64 else torch.float32
+
+
+@drop_block_mask.register_fake
+def _drop_block_mask_fake(shape, dtype, device, drop_prob, block_size, spatial_dims, profile, generator):
+    prof, out_dtype = _checked(torch.empty(shape, dtype=dtype, device="meta"), spatial_dims, profile, inplace=False)
+    return _new_multiplier(_mask_shape(shape, prof.sharing), _multiplier_dtype(out_dtype), device)
+
+
+# ---------------------------------------------------------------------------------------------- backward
+@torch.library.custom_op("dropblock::drop_block_backward", mutates_args=())
+def drop_block_backward(grad: Tensor, drop_prob: Tensor, record: Tensor, block_size: int, spatial_dims: int,
+                        profile: str, dtype: torch.dtype) -> Tensor:
+    """``grad * scale`` with the blocks of the recorded draw set to 0, as ``dtype`` (the forward's input dtype).
+
+    Redraws the blocks from ``record`` with a fresh generator of ``grad``'s device.
+    """
+    functional._check_input(grad, functional.check_spatial_dims(spatial_dims))
+    source = torch.Generator(device=grad.device)
+    source.set_state(record.to("cpu", copy=True))  # set_state reads from the start of the storage
+    out = torch.empty_like(grad, dtype=dtype)
+    functional._apply_draw(grad, out, _drop_prob_value(drop_prob), functional.check_block_size(block_size),
+                           profile_from_key(profile), source)
+    return out
+
+
+@drop_block_backward.register_fake
+def _drop_block_backward_fake(grad, drop_prob, record, block_size, spatial_dims, profile, dtype):
+    functional._check_input(grad, functional.check_spatial_dims(spatial_dims))
+    return torch.empty_like(grad, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------- autograd
+def _setup_forward(ctx, inputs, output) -> None:
+    x, drop_prob, block_size, spatial_dims, profile, _ = inputs
+    record = output[1]
+    ctx.mark_non_differentiable(record)
+    # drop_prob is copied: a scheduler may change the module's tensor before the backward pass.
+    ctx.save_for_backward(drop_prob.detach().clone(), record)
+    ctx.args = (block_size, spatial_dims, profile, x.dtype)
+    ctx.drawn = _take_drawn(record)
+
+
+def _setup_backward(ctx, inputs, output) -> None:
+    grad, drop_prob, record, block_size, spatial_dims, profile, _ = inputs
+    ctx.save_for_backward(drop_prob, record)
+    ctx.args = (block_size, spatial_dims, profile, grad.dtype)
+    ctx.drawn = None
+
+
+def _backward(ctx, grad, *_):
+    """Both operators' backward: the recorded draw applied to ``grad``, in the dtype of the input it maps to."""
+    drop_prob, record = ctx.saved_tensors
+    block_size, spatial_dims, profile, dtype = ctx.args
+    if ctx.drawn is not None and not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        out = torch.empty_like(grad, dtype=dtype)  # eager, first order: the forward's own plan
+        functional._apply_plan(grad, out, *ctx.drawn)
+    else:
+        out = drop_block_backward(grad, drop_prob, record, block_size, spatial_dims, profile, dtype)
+    return (out,) + (None,) * (len(ctx.needs_input_grad) - 1)
+
+
+drop_block.register_autograd(_backward, setup_context=_setup_forward)
+drop_block_backward.register_autograd(_backward, setup_context=_setup_backward)

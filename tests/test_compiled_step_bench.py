@@ -1,0 +1,42 @@
+"""The compiled-training-step benchmark (``benchmarks/compiled_step.py``) on a tiny stage.
+
+Times are not checked (they depend on the machine); what is checked is that every variant builds, compiles
+with no graph break, is timed once per round, and appears in the table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # the benchmarks are a folder of the repository, not an installed package
+
+from benchmarks import compiled_step  # noqa: E402
+
+HAS_TIMM = importlib.util.find_spec("timm") is not None
+
+
+def test_tiny_stage_rows_and_table():
+    variants = ("none", "ref:paper", "ref:timm") + (("timm", "timm:per-channel") if HAS_TIMM else ())
+    rows = compiled_step.run_stage(8, 9, batch=2, rounds=2, warmup=1, backend="aot_eager", variants=variants)
+    assert [row["variant"] for row in rows] == list(variants)
+    for row in rows:
+        assert row["graph_breaks"] == 0 and row["rounds"] == 2 and row["median_ms"] > 0
+    assert rows[0]["overhead_pct"] == 0.0
+    text = compiled_step.table(rows)
+    assert all(f"| 2x8x9x9 | {v} |" in text for v in variants)
+
+
+def test_block_and_variants():
+    block = compiled_step.Bottleneck(8, compiled_step.make_drop("ref:paper"))
+    assert block(torch.randn(2, 8, 9, 9)).shape == (2, 8, 9, 9)
+    assert block.drop.profile.name == "paper"
+    with pytest.raises(ValueError, match="unknown variant"):
+        compiled_step.make_drop("nope")
+    assert compiled_step.parse_args(["--batch", "2", "--stages", "3"]).stages == "3"
