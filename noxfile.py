@@ -2,7 +2,7 @@
 
 Environments are made by uv where nox finds it (``pip install "nox[uv]"``, ``uvx nox``), else by virtualenv
 and pip. uv installs from one cache by hard links, so the sessions that need torch with the peers (``verify``,
-``tests(peers)``, ``property``, ``bench``) hold one copy of torch and its CUDA libraries on disk between them;
+``tests(peers)``, ``plugin``, ``bench``) hold one copy of torch and its CUDA libraries on disk between them;
 with pip each of them holds its own (about 6 GB). uv does not read pip's configuration: the index, extra
 indexes, find-links and constraint files configured for pip (``pip config list``) are handed to uv, so that
 both backends install the same files.
@@ -140,19 +140,19 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
-def property(session: nox.Session) -> None:
-    """Hypothesis property suite against an implementation (default: the reference under every preset).
+def plugin(session: nox.Session) -> None:
+    """The catalogue through pytest, as a project's CI runs it (``pytest --pyargs verification.test_conformance``).
 
-    ``nox -s property -- --dropblock-impl torchvision`` targets a peer (installed in this session).
+    Default: the reference under every preset; ``nox -s plugin -- --dropblock-impl torchvision`` (any
+    ``--dropblock-*`` options) targets what you name. The implementations run in two xdist workers.
     """
-    _install(session, TORCH_PEERS, "dev", peers=True)
+    _install(session, TORCH_PEERS, peers=True)
+    base = ["pytest", "-p", "no:cacheprovider", "--pyargs", "verification.test_conformance", "-n", "2", "-q"]
     if session.posargs:
-        session.run("pytest", "-p", "no:cacheprovider", "--pyargs", "property_tests", "-n", "2",
-                    "--hypothesis-profile", "ci", *session.posargs)
+        session.run(*base, *session.posargs)
         return
-    for preset in ("paper", "torchvision", "timm", "timm_legacy", "original"):
-        session.run("pytest", "-p", "no:cacheprovider", "--pyargs", "property_tests", "-n", "2",
-                    "--hypothesis-profile", "ci", "--dropblock-impl", f"reference:{preset}")
+    session.run(*base, *[a for p in ("paper", "torchvision", "timm", "timm_legacy", "original")
+                         for a in ("--dropblock-impl", f"reference:{p}")])
 
 
 @nox.session

@@ -6,6 +6,8 @@ messages, exception text, reproduction snippets) is escaped.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 import re
 from typing import Any
@@ -89,13 +91,9 @@ def _characterisation(impl: dict[str, Any]) -> dict[str, Any]:
             "deviations": ch.get("deviations_from_paper") or []}
 
 
-def _implementation(impl: dict[str, Any], index: int, with_plots: bool) -> dict[str, Any]:
+def _implementation(impl: dict[str, Any], index: int, drawn: list[dict[str, str]]) -> dict[str, Any]:
     checks = impl.get("checks", [])
-    plots: list[dict[str, object]] = []
-    if with_plots and checks:
-        from .plots import implementation_plots
-
-        plots = [{**p, "wide": p["kind"] in WIDE_PLOTS} for p in implementation_plots(impl)]
+    plots: list[dict[str, object]] = [{**p, "wide": p["kind"] in WIDE_PLOTS} for p in drawn]
     verdict = impl.get("verdict", "error")
     return {
         "anchor": f"impl-{index}", "name": impl.get("name", "?"), "version": impl.get("version", "–"),
@@ -109,6 +107,28 @@ def _implementation(impl: dict[str, Any], index: int, with_plots: bool) -> dict[
     }
 
 
+def all_plots(impls: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
+    """The plots of every implementation; drawn in a few forked processes when there are several (drawing is
+    most of the time a report takes), in this process where forking is not available or fails."""
+    from .plots import implementation_plots
+
+    todo = [i for i, impl in enumerate(impls) if impl.get("checks")]
+    out: list[list[dict[str, str]]] = [[] for _ in impls]
+    workers = min(len(todo), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                for i, plots in zip(todo, pool.map(implementation_plots, [impls[i] for i in todo])):
+                    out[i] = plots
+            return out
+        except (OSError, concurrent.futures.process.BrokenProcessPool):
+            pass
+    for i in todo:
+        out[i] = implementation_plots(impls[i])
+    return out
+
+
 def _plots_available() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -120,7 +140,9 @@ def _plots_available() -> bool:
 def build_context(report: dict[str, Any], *, plots: bool = True) -> dict[str, Any]:
     with_plots = plots and _plots_available()
     report = _clean(report)
-    impls = [_implementation(impl, i, with_plots) for i, impl in enumerate(report.get("implementations", []))]
+    entries = report.get("implementations", [])
+    drawn = all_plots(entries) if with_plots else [[] for _ in entries]
+    impls = [_implementation(impl, i, p) for i, (impl, p) in enumerate(zip(entries, drawn))]
     anchors = {i["name"]: i["anchor"] for i in impls}
     failing = [{**_check_row(impl, c), "impl": impl.get("name", "?"), "anchor": anchors.get(impl.get("name", "?"), "")}
                for impl, c in failing_checks(report)]

@@ -1,4 +1,4 @@
-"""Loading a report: ``report.json``, or a report rebuilt from ``results.jsonl`` after a crashed run."""
+"""Loading a report: ``report.json``, or a report assembled from ``results.jsonl`` after a crashed run."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import json
 import os
 from typing import Any
 
-from verification.report_io import SCHEMA, read_results_jsonl
-
-from .model import implementation_verdict
+from verification.assemble import RecordError, assemble, read_records
 
 __all__ = ["ReportNotFound", "load_report", "rebuild_from_results"]
 
@@ -17,50 +15,39 @@ class ReportNotFound(FileNotFoundError):
     """The folder holds neither a readable ``report.json`` nor a ``results.jsonl`` with a run record."""
 
 
-def rebuild_from_results(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """A report from the records of a ``results.jsonl``, marked ``"partial": true``.
+def rebuild_from_results(records: list[dict[str, Any]], name: str = "results.jsonl") -> dict[str, Any]:
+    """A report from the records of a ``results.jsonl`` (:func:`verification.assemble.assemble`); planned
+    checks without a record are ``not-run`` and a run without its end record is ``"partial": true``.
 
-    Implementations keep the order in which they first appear. One with an ``implementation`` record keeps
-    its verdict and characterisation; one without (the run stopped while it was being checked) gets a
-    verdict from its checks and ``"partial": true``.
+    Raises
+    ------
+    ReportNotFound
+        The records hold no run record.
     """
-    run: dict[str, Any] | None = None
-    order: list[str] = []
-    checks: dict[str, list[dict[str, Any]]] = {}
-    infos: dict[str, dict[str, Any]] = {}
-    for rec in records:
-        rec = dict(rec)
-        kind = rec.pop("kind", None)
-        if kind == "run":
-            run = rec if run is None else run
-        elif kind == "check":
-            name = str(rec.pop("implementation", "?"))
-            if name not in order:
-                order.append(name)
-            checks.setdefault(name, []).append(rec)
-        elif kind == "implementation" and "name" in rec:
-            name = str(rec["name"])
-            if name not in order:
-                order.append(name)
-            infos[name] = rec
-    if run is None:
-        raise ReportNotFound("results.jsonl has no run record")
-    implementations = []
-    for name in order:
-        info = infos.get(name)
-        found = checks.get(name, [])
-        if info is not None:
-            entry = {**info, "checks": found}
-            if info.get("verdict") != "skipped" and not found:
-                entry["partial"] = True
-        else:
-            entry = {"name": name, "verdict": implementation_verdict(found), "checks": found, "partial": True}
-        implementations.append(entry)
-    return {"schema": SCHEMA, "run": run, "implementations": implementations, "partial": True}
+    try:
+        return assemble([(name, [r for r in records if isinstance(r, dict) and isinstance(r.get("kind"), str)])])
+    except RecordError as exc:
+        raise ReportNotFound(str(exc)) from None
+
+
+def _valid_report(report: Any) -> str | None:
+    """Why ``report`` is not a conformance report (None when its shape is right)."""
+    if not isinstance(report, dict):
+        return f"report.json holds a {type(report).__name__}, not an object"
+    impls = report.get("implementations")
+    if not isinstance(impls, list) or not all(isinstance(i, dict) for i in impls):
+        return "report.json has no list of implementations"
+    for impl in impls:
+        checks = impl.get("checks", [])
+        if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+            return f"report.json: implementation {str(impl.get('name'))[:60]!r} has a malformed check list"
+    if not isinstance(report.get("run", {}), dict):
+        return "report.json: its run record is not an object"
+    return None
 
 
 def load_report(out_dir: str) -> dict[str, Any]:
-    """``OUT/report.json`` when present and readable, else a partial report rebuilt from ``OUT/results.jsonl``.
+    """``OUT/report.json`` when present and well formed, else a report assembled from ``OUT/results.jsonl``.
 
     Raises
     ------
@@ -74,16 +61,19 @@ def load_report(out_dir: str) -> dict[str, Any]:
         try:
             with open(json_path, encoding="utf-8") as fh:
                 report = json.load(fh)
-            if isinstance(report, dict) and isinstance(report.get("implementations"), list):
+            problem = _valid_report(report)
+            if problem is None:
                 return report
-            problem = "report.json is not a conformance report"
-        except (OSError, ValueError) as exc:
-            problem = f"cannot read report.json: {exc}"
+        except (OSError, ValueError, RecursionError) as exc:
+            problem = f"cannot read report.json: {str(exc)[:200]}"
     if os.path.isfile(jsonl_path):
         try:
-            return rebuild_from_results(read_results_jsonl(jsonl_path))
-        except OSError as exc:
-            raise ReportNotFound(f"cannot read {jsonl_path}: {exc.strerror or exc}") from None
+            records, _ = read_records(jsonl_path)
+        except RecordError as exc:
+            raise ReportNotFound(str(exc)) from None
+        report = rebuild_from_results(records, jsonl_path)
+        report["partial"] = True
+        return report
     if problem:
         raise ReportNotFound(f"{out_dir}: {problem} and there is no results.jsonl")
     raise ReportNotFound(f"{out_dir!r} has neither report.json nor results.jsonl")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import sys
 import textwrap
 
@@ -321,8 +322,19 @@ def test_entry_point_adapters(custom_module, monkeypatch, seed):
 
 
 # --------------------------------------------------------------------------------------------- commands
-def test_list_json_and_table(capsys, custom_module, monkeypatch):
-    monkeypatch.setattr(registry, "_entry_points", lambda: _entry_points(custom_module))
+def _install_entry_points(folder, module: str, monkeypatch) -> None:
+    """A distribution's metadata with the entry points of :func:`_entry_points` in ``folder``, found by this
+    process and by the child processes that ``list`` loads adapters in (``PYTHONPATH``)."""
+    info = folder / "fastdrop_probe-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fastdrop-probe\nVersion: 1.0\n")
+    lines = [f"{ep.name} = {ep.value}" for ep in _entry_points(module)]
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n" + "\n".join(lines) + "\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]))
+
+
+def test_list_json_and_table(capsys, custom_module, tmp_path, monkeypatch):
+    _install_entry_points(tmp_path, custom_module, monkeypatch)
     assert cli.main(["list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     by_spec = {row["spec"]: row for row in rows}
@@ -342,7 +354,6 @@ def test_list_json_and_table(capsys, custom_module, monkeypatch):
 
 def test_list_shows_install_command_when_peers_missing(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv(PEERS_ENV, str(tmp_path))
-    monkeypatch.setattr(registry, "_entry_points", lambda: [])
     assert cli.main(["list", "--json"]) == 0
     rows = {row["spec"]: row for row in json.loads(capsys.readouterr().out)}
     for spec in ("timm-legacy", "timm-legacy:fast", "original"):

@@ -6,11 +6,13 @@ import json
 
 import pytest
 import torch
+from cli_util import report_of, run_cli
 
 from verification.adapters import AdapterUnavailable, load_adapter
 from verification.characterise import characterise
 from verification.checks import Context
-from verification.checks.deterministic import check_all_dropped, check_half_overflow, check_opening
+from verification.checks.contract import check_block_structure, check_half_precision
+from verification.checks.deterministic import check_all_dropped
 from verification.checks.statistical import binomial_mde, binomial_sample_size, check_half_rate
 from verification.cli import main
 from verification.engine import implementation_verdict, plan_checks, run_checks
@@ -89,7 +91,9 @@ def test_misbehaving_call_is_recorded_not_raised(tmp_path, monkeypatch):
                    "def wrong_shape(x, p, k):\n    return x[:, :1]\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     _, results = _run("badimpl:boom", budget="smoke", only=["T0", "T1"])
-    assert {r.verdict for r in results} == {"error"}
+    # it raises on every call: an error wherever a valid call was made, a failure where a ValueError was due
+    assert {r.verdict for r in results} == {"error", "fail"}
+    assert {r.id for r in results if r.verdict == "fail"} == {"T0.argument_validation"}
     assert "kaput" in results[0].message
     _, results = _run("badimpl:wrong_shape", budget="smoke", only=["T0"])
     assert any(r.verdict == "fail" and "shape" in r.message for r in results)
@@ -97,21 +101,20 @@ def test_misbehaving_call_is_recorded_not_raised(tmp_path, monkeypatch):
 
 def test_cli_run_writes_report_and_exit_codes(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["run", "--impl", "reference", "--budget", "smoke", "--dtype", "float32", "--quiet",
-                 "--out", str(out)])
-    assert code == 0
-    report = json.loads((out / "report.json").read_text())
+    proc = run_cli("run", "--impl", "reference", "--budget", "smoke", "--dtype", "float32", "--quiet",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = report_of(out)
     assert report["schema"] == "dropblock-conformance/1"
     impl = report["implementations"][0]
     assert impl["verdict"] == "conforms" and impl["closest_profile"] == "paper"
     for check in impl["checks"]:
         assert {"id", "verdict", "statistic", "pvalue", "alpha", "n", "mde", "message"} <= set(check)
-    lines = (out / "results.jsonl").read_text().splitlines()
-    assert json.loads(lines[0])["kind"] == "run" and len(lines) == len(impl["checks"]) + 2
-    code = main(["run", "--impl", "verification.mutants:gamma_x1_10", "--budget", "standard", "--dtype",
-                 "float32", "--checks", "T1", "--quiet", "--out", str(tmp_path / "bad")])
-    assert code == 1
-    capsys.readouterr()
+    kinds = [json.loads(line)["kind"] for line in (out / "results.jsonl").read_text().splitlines()]
+    assert kinds == ["run", "implementation", *["check"] * len(impl["checks"]), "end"]
+    proc = run_cli("run", "--impl", "verification.mutants:gamma_x1_10", "--budget", "standard", "--dtype",
+                   "float32", "--checks", "T1", "--quiet", "--out", str(tmp_path / "bad"))
+    assert proc.returncode == 1, proc.stderr
     assert main(["run", "--impl", "no_such_module_xyz:f", "--out", str(tmp_path / "x")]) == 2
     assert "no_such_module_xyz" in capsys.readouterr().err
     assert main(["run", "--impl", "reference", "--profile", "nope", "--out", str(tmp_path / "y")]) == 2
@@ -128,13 +131,13 @@ def test_characterisation_from_check_data():
 def test_torchvision_fp16_overflow_and_nan():
     adapter = _peer("torchvision")
     ctx = Context(dtype="float16", spec="torchvision")
-    assert check_half_overflow(adapter, ctx).verdict == "fail"
+    assert check_half_precision(adapter, ctx).verdict == "fail"
     assert check_all_dropped(adapter, ctx).verdict == "fail"
 
 
 def test_timm_legacy_scrambled_region_and_bf16():
     adapter = _peer("timm-legacy")
-    res = check_opening(adapter, Context(spec="timm-legacy"))
+    res = check_block_structure(adapter, Context(spec="timm-legacy"))
     assert res.verdict == "fail" and "valid" in res.message
     res = check_half_rate(adapter, Context(dtype="bfloat16", alpha=1e-4, budget="smoke", spec="timm-legacy"))
     assert res.verdict == "fail" and res.details["observed"] == 0.0
@@ -167,13 +170,13 @@ def test_result_round_trip():
 
 def test_undeclared_dtypes_are_reported_as_not_run(tmp_path):
     from verification.adapters import Capabilities
-    from verification.runner import RunOptions, execute
 
     adapter = load_adapter("verification.mutants:paper_dense", capabilities=Capabilities(dtypes=("float32",)))
     plan = plan_checks(adapter, devices=["cpu"], dtypes=["float32", "float16"], alpha=1e-3, budget="smoke",
                        base_seed=0, timeout=60, spec="x", only=["T0"])
     assert plan.skipped == [("*[cpu,float16]", f"{adapter.name} does not take float16")]
     assert {p.ctx.dtype for p in plan.checks} == {"float32"}
-    report = execute(RunOptions(impls=["verification.mutants:paper_dense"], dtypes=["float32", "float64"],
-                                budget="smoke", checks=["T0"]), str(tmp_path))
-    assert "not_run" not in report["implementations"][0]
+    proc = run_cli("run", "--impl", "verification.mutants:paper_dense", "--dtype", "float32,float64", "--budget",
+                   "smoke", "--checks", "T0", "--quiet", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "not_run" not in report_of(tmp_path)["implementations"][0]

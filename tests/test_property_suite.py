@@ -1,6 +1,6 @@
-"""Self-tests of the property suite (``property_tests``): every property can fail.
+"""Self-tests of the property suite (``verification.properties``): every property can fail.
 
-Each property is run, through :func:`property_tests.run_property`, against a deliberately broken subject
+Each property is run, through :func:`verification.properties.run_property`, against a deliberately broken subject
 (shifted blocks, a wrong scale, gamma x 1.5, a non-monotone scheduler, ...) and Hypothesis must find a
 counterexample; the reference passes the same runs. The pytest plugin (options, header, skips, failure
 reports) is exercised in-process with ``pytester``.
@@ -8,7 +8,6 @@ reports) is exercised in-process with ``pytester``.
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import re
 
@@ -21,8 +20,8 @@ from torch import nn
 
 import dropblock
 from dropblock.functional import drop_block
-from property_tests import _adapters, _masks, _stats
-from property_tests.properties import (
+from verification.properties import _adapters, _masks, _stats
+from verification.properties.properties import (
     FAMILY_ALPHA,
     PROPERTIES,
     SAMPLED_EXAMPLES,
@@ -335,64 +334,3 @@ def test_opening_of_reference_masks_and_of_a_cut_block():
     assert not _masks.opening(cut, geometry).any()
     extents, sizes = _masks.component_extents(cut)
     assert extents.tolist() == [[3, 2]] and sizes.tolist() == [6]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The plugin, in-process
-
-
-def _plugin_installed() -> bool:
-    return any(ep.name == "dropblock" and ep.value == "property_tests.plugin"
-               for ep in importlib.metadata.entry_points(group="pytest11"))
-
-
-needs_plugin = pytest.mark.skipif(not _plugin_installed(), reason="property_tests plugin entry point not installed")
-
-
-@pytest.fixture
-def inner(pytester, monkeypatch):
-    """Run pytest in-process, restoring the global Hypothesis profile afterwards."""
-    before = settings.get_current_profile_name()
-    monkeypatch.delenv("CI", raising=False)
-
-    def run(*args):
-        return pytester.runpytest_inprocess("-p", "no:cacheprovider", "--pyargs", "property_tests", *args)
-
-    yield run
-    settings.load_profile(before)
-
-
-@needs_plugin
-def test_plugin_header_options_and_collection(inner):
-    result = inner("--dropblock-impl", "reference:timm", "--dropblock-seed", "7", "--hypothesis-profile", "ci",
-                   "-k", "scheduler_rejects or argument_validation")
-    result.assert_outcomes(passed=2)
-    result.stdout.re_match_lines([r"dropblock: implementation reference:timm \S+ .*profile timm \(declared\); "
-                                  r"seed 7; devices .*hypothesis profile ci"])
-
-
-@needs_plugin
-def test_plugin_profile_override_and_bad_spec(inner):
-    result = inner("--dropblock-profile", "original", "--hypothesis-profile", "dev", "-k", "argument_validation")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*profile original (overridden)*hypothesis profile dev*"])
-    bad = inner("--dropblock-impl", "no-such-impl")
-    assert bad.ret == pytest.ExitCode.USAGE_ERROR
-
-
-@needs_plugin
-def test_plugin_reports_a_failure_with_reproduction(inner, pytester):
-    pytester.makepyfile(
-        brokenimpl="""
-        import torch
-        from dropblock import drop_block2d
-
-        def drop(x, drop_prob, block_size):
-            keep = drop_block2d(x, drop_prob, block_size) != 0
-            return x * keep / (1.0 - drop_prob) if drop_prob < 1 else x * 0
-        """
-    )
-    pytester.syspathinsert()
-    result = inner("--dropblock-impl", "brokenimpl:drop", "--hypothesis-profile", "ci", "-k", "rescaling")
-    result.assert_outcomes(failed=1, skipped=1)  # 2D fails; the 3D variant is skipped (2D-only adapter)
-    result.stdout.fnmatch_lines(["*out != x * keep * scale*", "*Reproduction:*", "*torch.manual_seed(*"])

@@ -8,6 +8,7 @@ import os
 import xml.etree.ElementTree as ET
 
 import pytest
+from cli_util import run_cli
 
 import reports
 from reports import load_report, rebuild_from_results, render_all, render_junit, render_markdown
@@ -87,11 +88,9 @@ def _no_step_summary(monkeypatch):
 def smoke_run(tmp_path_factory) -> str:
     """A real run of the reference (smoke budget, float32) with its rendered reports."""
     out = str(tmp_path_factory.mktemp("smoke"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("GITHUB_STEP_SUMMARY", raising=False)
-        status = main(["run", "--impl", "reference", "--budget", "smoke", "--dtype", "float32", "--quiet",
-                       "--out", out])
-    assert status in (0, 1)
+    proc = run_cli("run", "--impl", "reference", "--budget", "smoke", "--dtype", "float32", "--quiet", "--out", out,
+                   env={"GITHUB_STEP_SUMMARY": None})
+    assert proc.returncode in (0, 1), proc.stderr
     assert os.path.exists(os.path.join(out, "report.json"))
     return out
 
@@ -273,11 +272,13 @@ def test_rebuild_verdicts_from_checks():
     run = {"kind": "run", **synthetic_report()["run"]}
     recs = [run]
     for name, verdicts in (("a", ["pass", "skip"]), ("b", ["pass", "fail", "error"]), ("c", ["error", "skip"])):
-        recs += [{"kind": "check", "implementation": name, **_check("T0.opening", v)} for v in verdicts]
+        recs += [{"kind": "check", "implementation": name, **_check(cid, v)}
+                 for cid, v in zip(("T0.opening", "T0.rescaling", "T0.determinism"), verdicts)]
     report = rebuild_from_results(recs)
     assert report["partial"] is True
     got = {i["name"]: (i["verdict"], i["partial"], len(i["checks"])) for i in report["implementations"]}
-    assert got == {"a": ("conforms", True, 2), "b": ("does-not-conform", True, 3), "c": ("error", True, 2)}
+    # a record without its end line is partial: nothing in it reads as conforming
+    assert got == {"a": ("incomplete", True, 2), "b": ("does-not-conform", True, 3), "c": ("error", True, 2)}
     assert all("implementation" not in c and "kind" not in c for i in report["implementations"] for c in i["checks"])
 
 
@@ -292,7 +293,7 @@ def test_partial_run_rebuilt_from_truncated_results(smoke_run, tmp_path):
     (impl,) = report["implementations"]
     assert impl["partial"] is True and len(impl["checks"]) == len(keep) - 1
     verdicts = {c["verdict"] for c in impl["checks"]}
-    expected = "does-not-conform" if "fail" in verdicts else "conforms" if verdicts <= {"pass", "skip"} else None
+    expected = "does-not-conform" if "fail" in verdicts else "incomplete" if verdicts <= {"pass", "skip"} else None
     if expected:
         assert impl["verdict"] == expected
     assert list(_validator().iter_errors(report)) == []

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .checks import SUITE, CheckSpec, Context
 from .results import CheckResult, verdict_of
+from .text import clean_text, last_line
 
 __all__ = ["Plan", "PlannedCheck", "plan_checks", "run_checks", "implementation_verdict", "ResultSink"]
 
@@ -77,16 +77,21 @@ def plan_checks(adapter, *, devices: Iterable[str], dtypes: Iterable[str], alpha
 
 
 def _run_one(adapter, planned: PlannedCheck) -> CheckResult:
+    """Run one instance; whatever the check or the implementation raises (``sys.exit`` included) becomes an
+    ``error`` result. ``KeyboardInterrupt`` still stops the run."""
     start = time.perf_counter()
+    ctx = planned.ctx
     try:
-        result = planned.spec.fn(adapter, planned.ctx)
+        result = planned.spec.fn(adapter, ctx)
+    except SystemExit as exc:
+        result = CheckResult(id=planned.spec.id, verdict="error", device=ctx.device, dtype=ctx.dtype,
+                             message=f"the implementation called sys.exit({exc.code!r}) during the check")
     except Exception as exc:  # a check must never take the run down
-        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        result = CheckResult(id=planned.spec.id, verdict="error", message=f"check crashed: {tb}"[:400],
-                             alpha=planned.ctx.alpha, device=planned.ctx.device, dtype=planned.ctx.dtype)
+        result = CheckResult(id=planned.spec.id, verdict="error", device=ctx.device, dtype=ctx.dtype,
+                             message=f"check crashed: {type(exc).__name__}: {last_line(exc)}")
     return replace(result, seconds=round(time.perf_counter() - start, 3),
-                   alpha=planned.ctx.alpha if planned.spec.statistical else result.alpha,
-                   details={**result.details, "dims": planned.ctx.dims})
+                   alpha=ctx.alpha if planned.spec.statistical else result.alpha,
+                   message=clean_text(result.message, 2000), details={**result.details, "dims": ctx.dims})
 
 
 class ResultSink:

@@ -55,7 +55,16 @@ def _allowed(length: int, k: int, a: int, region: str) -> torch.Tensor:
     return (c >= a) & (c <= length - k + a)
 
 
+def _check_args(drop_prob: float, block_size: int) -> None:
+    """The argument contract every sampler here keeps (faults are elsewhere): ValueError naming the value."""
+    if not 0.0 <= drop_prob <= 1.0:  # NaN included
+        raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob!r}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size!r}")
+
+
 def _dropped(x: torch.Tensor, drop_prob: float, block_size: int, f: Fault) -> torch.Tensor:
+    _check_args(drop_prob, block_size)
     n, c, h, w = x.shape
     kh, kw = min(block_size, h), min(block_size, w)
     gamma = drop_prob * h * w / (kh * kw * (h - kh + 1) * (w - kw + 1)) * f.gamma_factor
@@ -122,6 +131,7 @@ class _DenseDropBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.fault
+        _check_args(self.drop_prob, self.block_size)
         if (not self.training and not f.eval_drops) or self.drop_prob == 0:
             return x
         key = (type(self).__name__, tuple(x.shape), self.drop_prob, self.block_size)

@@ -1,4 +1,4 @@
-"""Reading and writing report files: atomic JSON writes and loading ``results.jsonl``."""
+"""Writing report files: atomic text and JSON writes, and the rendered reports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import tempfile
 from typing import Any
 
-__all__ = ["SCHEMA", "write_text_atomic", "write_json_atomic", "read_results_jsonl"]
+__all__ = ["SCHEMA", "write_text_atomic", "write_json_atomic", "render_reports"]
 
 SCHEMA = "dropblock-conformance/1"
 
@@ -35,16 +35,15 @@ def write_json_atomic(path: str, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def read_results_jsonl(path: str) -> list[dict[str, Any]]:
-    """Records of a ``results.jsonl``; a truncated last line (a crash mid-write) is ignored."""
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return records
+def render_reports(report: dict[str, Any], out_dir: str, *, freeze: bool = True) -> list[str]:
+    """``report.md``, ``report.html``, ``junit.xml`` and ``pip-freeze.txt`` (:func:`reports.render_all`);
+    the paths written. Without the ``reports`` package (a broken install) nothing is rendered and one line
+    says so."""
+    try:
+        from reports import render_all
+    except ImportError as exc:
+        import sys
+
+        print(f"dropblock-verify: report.md/html/junit.xml not rendered: {exc}", file=sys.stderr)
+        return []
+    return render_all(report, out_dir, freeze=freeze)

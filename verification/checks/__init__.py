@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import contract as _c
 from . import deterministic as _d
 from . import devices as _v
 from . import law_checks as _l
@@ -47,16 +48,13 @@ _FP32 = ("float32",)
 _HALF = ("float16", "bfloat16")
 
 SUITE: tuple[CheckSpec, ...] = (
-    CheckSpec("T0.output_contract", _d.check_output_contract, dims=(2, 3)),
-    CheckSpec("T0.identity", _d.check_identity, dims=(2, 3)),
-    CheckSpec("T0.binary_scale", _d.check_binary_scale, dims=(2, 3)),
-    CheckSpec("T0.rescale", _d.check_rescale, dtypes=_FP32),
-    CheckSpec("T0.gradient", _d.check_gradient, dtypes=_FP32),
-    CheckSpec("T0.opening", _d.check_opening, dims=(2, 3)),
-    CheckSpec("T0.determinism", _d.check_determinism, dtypes=_FP32),
-    CheckSpec("T0.not_mutated", _d.check_not_mutated, dtypes=_FP32),
+    CheckSpec("T0.output_contract", _c.check_output_contract, dims=(2, 3)),
+    CheckSpec("T0.rescaling", _c.check_rescaling, dims=(2, 3)),
+    CheckSpec("T0.opening", _c.check_block_structure, dims=(2, 3)),
+    CheckSpec("T0.determinism", _c.check_determinism, dtypes=_FP32, dims=(2, 3)),
+    CheckSpec("T0.argument_validation", _c.check_argument_validation, dtypes=_FP32),
     CheckSpec("T0.memory", _v.check_memory_leak, dtypes=_FP32, devices=("cuda",)),
-    CheckSpec("P.half_overflow", _d.check_half_overflow, dtypes=_HALF),
+    CheckSpec("P.half_overflow", _c.check_half_precision, dtypes=_HALF),
     CheckSpec("P.all_dropped", _d.check_all_dropped, dtypes=("float32",) + _HALF),
     CheckSpec("T1.lattice_rate", _s.check_lattice_rate, weight=2.0, dims=(2, 3)),
     CheckSpec("T1.rate_curve", _l.check_rate_curve, weight=1.0, dtypes=_FP32),

@@ -72,25 +72,24 @@ FAMILIES: dict[str, dict[str, str]] = {
 #: check id -> {"tests": one plain sentence, "advice": what to do when it fails}
 CHECKS: dict[str, dict[str, str]] = {
     "T0.output_contract": {
-        "tests": "The output has the input's shape and device, and the dtype the declared profile promises.",
-        "advice": "Return a tensor of the input's shape on the input's device; for half inputs return the declared "
-                  "output dtype (output_dtype 'preserve' keeps the input's, 'float32' widens it)."},
-    "T0.identity": {
-        "tests": "In eval mode and at drop_prob 0 the output equals the input.",
-        "advice": "Return the input unchanged when the module is not training or drop_prob is 0, before drawing "
-                  "anything."},
-    "T0.binary_scale": {
-        "tests": "Every output unit is 0 or the input times one common scale.",
-        "advice": "Zero the dropped units and multiply every kept unit by the same scale, numel / kept count over the "
-                  "whole tensor (or as the declared normalisation says); no noise, no per-unit factors."},
-    "T0.rescale": {
-        "tests": "For a random input the output is exactly x * keep * scale.",
-        "advice": "Build the output as x * mask * scale from one mask and one scale; rescale per sample or per "
-                  "channel only if the profile declares it."},
-    "T0.gradient": {
-        "tests": "The gradient with respect to the input is grad * keep * scale.",
-        "advice": "Let autograd see the product with the mask and the scale (no in-place writes into tensors that "
-                  "need their gradient, no detach of the product)."},
+        "tests": "The output has the input's shape, device and the declared dtype; the input is left untouched; no "
+                 "NaN; every unit is 0 or the input times one common scale; masks are shared as declared; eval "
+                 "mode and drop_prob 0 return the input.",
+        "advice": "Return a new tensor of the input's shape on the input's device (for half inputs in the declared "
+                  "output dtype), zero the dropped units and multiply the kept ones by one scale; return the input "
+                  "unchanged when not training or at drop_prob 0, before drawing anything; never write into the "
+                  "input unless in-place operation was asked for."},
+    "T0.rescaling": {
+        "tests": "The output is exactly x * keep * scale with scale = numel(mask) / (kept + eps) over the declared "
+                 "mask tensor, and the input gradient is grad * keep * scale, everything dropped included.",
+        "advice": "Build the output as x * mask * scale from one mask and one scale computed as the profile "
+                  "declares (global count, its eps); let autograd see that product (no detach, no in-place write "
+                  "into a tensor that needs its gradient), also when every unit drops."},
+    "T0.argument_validation": {
+        "tests": "drop_prob outside [0, 1] or NaN, block_size < 1 and block sizes the profile rejects raise "
+                 "ValueError.",
+        "advice": "Check the arguments first and raise ValueError with a message naming the bad value (not an "
+                  "error from deep inside torch, not a silent clip)."},
     "T0.opening": {
         "tests": "Every mask is a union of whole block_size x block_size blocks placed in the declared seed region.",
         "advice": "Put seeds only where the declared seed region allows (valid: the whole block fits in the map) and "
@@ -100,10 +99,6 @@ CHECKS: dict[str, dict[str, str]] = {
         "tests": "The same torch seed gives the same mask.",
         "advice": "Draw every random number from torch's generator, so that torch.manual_seed fixes the mask (no "
                   "numpy or Python random state, no seeding from the clock)."},
-    "T0.not_mutated": {
-        "tests": "A call that is not in-place leaves its input untouched.",
-        "advice": "Do not write into the input (mul_, masked_fill_) unless in-place operation was asked for; return "
-                  "a new tensor."},
     "T0.memory": {
         "tests": "Repeated calls on CUDA do not grow the allocated memory.",
         "advice": "Free per-call buffers and do not keep masks or tensors alive between calls."},

@@ -1,4 +1,8 @@
-"""``dropblock-verify list``: the adapters known here, whether each loads, and the law each declares."""
+"""``dropblock-verify list``: the adapters known here, whether each loads, and the law each declares.
+
+Each adapter is loaded in a child process (:mod:`verification.probe`), so a broken plug-in cannot take the
+listing down.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from typing import Any
 
 from dropblock import preset_names
 
-from ..adapters import Adapter, AdapterUnavailable, available_adapters, builtin_specs
+from ..adapters import builtin_specs, entry_point_specs
 from ..adapters.registry import BUILTIN_PROFILES
+from ..probe import probe_specs
 
 HELP = "list the implementation adapters, whether each is installed, and the law each declares"
 
@@ -22,24 +27,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
 
 
-def _row(spec: str, item: Adapter | AdapterUnavailable, builtins: set[str]) -> dict[str, Any]:
+def _row(probe, builtins: set[str]) -> dict[str, Any]:
+    spec = probe.spec
     source = "builtin" if spec in builtins else "entry point"
-    if isinstance(item, Adapter):
-        caps = item.capabilities
+    if probe.ok:
+        info = probe.info
+        caps = info["capabilities"]
         return {
             "spec": spec,
-            "name": item.name,
+            "name": info["name"],
             "source": source,
             "available": True,
-            "version": item.version,
-            "profile": item.profile.name,
-            "dims": list(caps.dims),
-            "even_block": caps.even_block,
-            "oversize_block": caps.oversize_block,
-            "dtypes": list(caps.dtypes),
-            "devices": list(caps.devices),
-            "inplace": caps.inplace,
-            "description": item.description,
+            "version": info["version"],
+            "profile": info["profile"],
+            "dims": caps["dims"],
+            "even_block": caps["even_block"],
+            "oversize_block": caps["oversize_block"],
+            "dtypes": caps["dtypes"],
+            "devices": caps["devices"],
+            "inplace": caps["inplace"],
+            "description": info["description"],
             "install": None,
             "reason": None,
         }
@@ -57,8 +64,8 @@ def _row(spec: str, item: Adapter | AdapterUnavailable, builtins: set[str]) -> d
         "devices": None,
         "inplace": None,
         "description": None,
-        "install": item.install,
-        "reason": item.reason,
+        "install": probe.install,
+        "reason": probe.message,
     }
 
 
@@ -87,7 +94,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     builtins = set(builtin_specs())
-    rows = [_row(spec, item, builtins) for spec, item in available_adapters()]
+    # each adapter is loaded in a child process: listing runs no implementation code in this one
+    rows = [_row(p, builtins) for p in probe_specs(builtin_specs() + entry_point_specs())]
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -22,15 +22,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
+    if not options.impls:
+        from ..adapters import builtin_specs
+
+        options.impls = builtin_specs()
+    if args.write and os.path.exists(args.write) and not os.path.isdir(args.write):
+        raise UsageError(f"--write {args.write!r} is a file, not a folder")
     try:
         jobs = plan_shards(options, args.shards)
     except RunSetupError as exc:
         raise UsageError(str(exc)) from None
     if args.write:
-        os.makedirs(args.write, exist_ok=True)
-        for job in jobs:
-            with open(os.path.join(args.write, f"job{job['shard']}.json"), "w", encoding="utf-8") as fh:
-                json.dump(job, fh, indent=2)
+        try:
+            os.makedirs(args.write, exist_ok=True)
+            for job in jobs:
+                with open(os.path.join(args.write, f"job{job['shard']}.json"), "w", encoding="utf-8") as fh:
+                    json.dump(job, fh, indent=2)
+        except OSError as exc:
+            raise UsageError(f"cannot write the jobs to {args.write!r}: {exc.strerror or exc}") from None
     if args.json:
         print(json.dumps(jobs, indent=2))
     else:

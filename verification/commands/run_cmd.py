@@ -1,214 +1,233 @@
 """``dropblock-verify run``: the conformance suite on one or more implementations.
 
-Writes ``OUT/results.jsonl`` (one line per result, flushed as results come, so a crashed run can still be
-rendered) and ``OUT/report.json`` (atomically, at the end), then the rendered reports. Exit status: 0 when
-every implementation conforms to its declared profile, 1 when any does not, 2 when nothing could be run.
-``--job FILE`` runs one job from ``dropblock-verify plan``; ``--jobs N`` runs N shards in parallel processes
-and merges them.
+The implementations under test run in pytest-xdist worker processes (``--jobs``), never in this process:
+see :mod:`verification.runner`. Writes ``OUT/results.jsonl`` (one line per result, as results come, so a
+crashed run can still be rendered), ``OUT/report.json`` (atomically, at the end) and the rendered reports.
+
+Exit status: 0 when every planned check of every requested implementation ran and passed; 1 when an
+implementation does not conform, could not be loaded, or a check crashed, timed out or did not run; 2 for
+bad usage (one line, no traceback); 3 when the output could not be written (a full disk, say); 130 when
+interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
+from typing import Any
 
-import torch
+from ..cli import OutputError, UsageError
+from ..planning import BUDGETS, DEVICES, DTYPES, RunOptions, RunSetupError
+from .output import OutputFolder, Progress, print_summary
 
-from ..checks import BUDGETS
-from ..cli import UsageError
-from ..runner import RunOptions, RunSetupError, execute, merge_runs, plan_shards, write_report
+# The run's heavy modules (torch, the catalogue, pytest) are imported once the options are known and the
+# implementations are being loaded in a child process meanwhile.
 
 HELP = "run the conformance suite on implementations and write report.json / results.jsonl"
-
-DEVICES = ("cpu", "cuda")
-DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``plan``."""
     p.add_argument("--impl", action="append", metavar="SPEC",
                    help="implementation spec (repeatable): reference[:preset], torchvision, timm, timm-legacy, "
-                        "original, or package.module:attr; default: the reference and every installed peer")
+                        "original, package.module:attr, or FRAMEWORK:package.module:attr(args)@layout; default: "
+                        "the reference and every installed peer")
     p.add_argument("--profile", help="declared profile to test against (default: the adapter's own; "
                                      "'paper' for custom implementations)")
     p.add_argument("--device", default="cpu", help="comma-separated devices (cpu,cuda); default cpu")
     p.add_argument("--dtype", default="float32,float16,bfloat16", help="comma-separated dtypes")
-    p.add_argument("--budget", default="standard", choices=sorted(BUDGETS), help="sample-size budget")
+    p.add_argument("--budget", default="standard", choices=BUDGETS, help="sample-size budget")
     p.add_argument("--alpha", type=float, default=1e-3, help="false-alarm budget per implementation")
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--checks", help="comma-separated check ids or families (T0,T1,...) to run")
-    p.add_argument("--timeout", type=float, default=60.0, help="per-call timeout in seconds")
+    p.add_argument("--framework", help="the implementations named by --impl are NumPy, JAX, TensorFlow, Keras or "
+                                       "Paddle code (numpy, jax, tensorflow, keras, paddle): each --impl becomes "
+                                       "FRAMEWORK:IMPL(ARGS)@LAYOUT")
+    p.add_argument("--layout", help="with --framework: the layout the implementation takes (nchw, nhwc, ncdhw, "
+                                    "ndhwc)")
+    p.add_argument("--arg", action="append", default=[], metavar="NAME=EXPR",
+                   help="with --framework (repeatable): an argument of the implementation's call, e.g. rate=drop_prob "
+                        "or keep_prob=1-drop_prob")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="hard time limit of one check in seconds (its worker is stopped past it); default 120")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_options(p)
-    p.add_argument("--out", default="reports/latest", help="output directory")
+    p.add_argument("--out", default="reports/latest", help="output directory (default reports/latest)")
     p.add_argument("--job", help="run one job file written by 'dropblock-verify plan' (other options ignored)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (shards merged at the end)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes running the checks (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
 
 
-def options_from_args(args: argparse.Namespace) -> RunOptions:
-    if not 0 < args.alpha < 1:
-        raise UsageError(f"--alpha must be in (0, 1), got {args.alpha}")
-    devices = [d.strip() for d in args.device.split(",") if d.strip()]
-    for d in devices:
-        if d not in DEVICES:
-            raise UsageError(f"unknown device {d!r}; use cpu and/or cuda")
-    if "cuda" in devices and not torch.cuda.is_available():
-        if devices == ["cuda"]:
-            raise UsageError("--device cuda was asked for but no CUDA device is found")
-        print("dropblock-verify: no CUDA device found; the cuda checks are not run", file=sys.stderr)
-        devices = [d for d in devices if d != "cuda"]
-    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
-    for d in dtypes:
-        if d not in DTYPES:
-            raise UsageError(f"unknown dtype {d!r}; use {', '.join(DTYPES)}")
-    if args.profile:
-        from dropblock import get_profile
-
-        try:
-            get_profile(args.profile)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
-    if checks:
-        from ..checks import SUITE
-
-        known = {c.id for c in SUITE} | {c.id.split(".")[0] for c in SUITE}
-        unknown = [c for c in checks if c not in known]
-        if unknown:
-            raise UsageError(f"unknown check id or family {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(known))}")
-    return RunOptions(impls=list(args.impl or []), profile=args.profile, devices=devices, dtypes=dtypes,
-                      budget=args.budget, alpha=args.alpha, seed=args.seed, checks=checks, timeout=args.timeout)
+def _list(name: str, text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UsageError(f"--{name} is empty; give at least one value")
+    return items
 
 
-def _check_out(out: str) -> None:
+def options_from_args(args: argparse.Namespace, *, complete: bool = True) -> RunOptions:
+    """Run options from the command line; :class:`UsageError` (one line) for a bad value. ``complete=False``
+    leaves out the checks that need the catalogue and torch (:func:`verification.runner.check_run_options`)."""
+    checks = _list("checks", args.checks) if args.checks is not None else None
+    impls = list(args.impl or [])
+    if args.framework or args.layout or args.arg:
+        impls = _framework_impls(args, impls)
     try:
-        os.makedirs(out, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"cannot write to --out {out!r}: {exc.strerror or exc}") from None
+        options = RunOptions(impls=impls, profile=args.profile, devices=_list("device", args.device),
+                             dtypes=_list("dtype", args.dtype), budget=args.budget, alpha=args.alpha, seed=args.seed,
+                             checks=checks, timeout=args.timeout)
+        if complete:
+            from ..runner import check_run_options
+
+            check_run_options(options)
+    except RunSetupError as exc:
+        raise UsageError(_flag_names(str(exc))) from None
+    return options
 
 
-def _load_job(path: str) -> RunOptions:
+def _framework_impls(args: argparse.Namespace, impls: list[str]) -> list[str]:
+    """Each ``--impl`` as a framework spec (:func:`verification.adapters.frameworks.framework_spec`)."""
+    if not args.framework:
+        raise UsageError("--layout and --arg go with --framework")
+    if not impls:
+        raise UsageError("--framework needs --impl package.module:attr")
+    from ..adapters import AdapterSpecError
+    from ..adapters.frameworks import framework_spec
+
+    try:
+        return [framework_spec(args.framework, impl, layout=args.layout, args=args.arg) for impl in impls]
+    except AdapterSpecError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _flag_names(message: str) -> str:
+    for field, flag in (("devices", "--device"), ("dtypes", "--dtype"), ("timeout", "--timeout"),
+                        ("alpha", "--alpha"), ("seed", "--seed"), ("checks", "--checks")):
+        if message.startswith(field):
+            return f"{flag}: {message}"
+    return message
+
+
+def load_job(path: str) -> RunOptions:
+    """The options of a job file written by ``dropblock-verify plan``; :class:`UsageError` when it is not one."""
     try:
         with open(path, encoding="utf-8") as fh:
             job = json.load(fh)
-        return RunOptions.from_dict(job.get("options", job))
-    except (OSError, ValueError, KeyError, TypeError, RunSetupError) as exc:
-        raise UsageError(f"cannot read job file {path!r}: {exc}") from None
-
-
-def _progress(quiet: bool):
-    if quiet:
-        return None
-
-    def start(name: str, total: int):
-        done = 0
-
-        def report(planned, result) -> None:
-            nonlocal done
-            done += 1
-            print(f"[{done:>3}/{total}] {name:<22} {planned.key:<44} {result.verdict:<5} "
-                  f"{result.seconds:6.2f}s  {result.message[:70]}", file=sys.stderr, flush=True)
-
-        return report
-
-    return start
-
-
-def _run_parallel(options: RunOptions, out: str, n: int, quiet: bool) -> dict:
-    jobs = plan_shards(options, n)
-    n_gpu = torch.cuda.device_count()
-    tmp = os.path.join(out, ".shards")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    except OSError as exc:
+        raise UsageError(f"cannot read job file {path!r}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"job file {path!r} is not JSON: {exc}") from None
     try:
-        procs, dirs = [], []
-        for job in jobs:
-            i = job["shard"]
-            job_path, shard_out = os.path.join(tmp, f"job{i}.json"), os.path.join(tmp, f"shard{i}")
-            with open(job_path, "w", encoding="utf-8") as fh:
-                json.dump(job, fh)
-            env = dict(os.environ)
-            if n_gpu > 1:
-                env["CUDA_VISIBLE_DEVICES"] = str(i % n_gpu)
-            cmd = [sys.executable, "-m", "verification.cli", "run", "--job", job_path, "--out", shard_out, "--quiet"]
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
-            dirs.append(shard_out)
-        for p in procs:
-            p.wait()
-        report = merge_runs([d for d in dirs if os.path.exists(os.path.join(d, "results.jsonl"))])
-        with open(os.path.join(out, "results.jsonl"), "w", encoding="utf-8") as dst:
-            for d in dirs:
-                path = os.path.join(d, "results.jsonl")
-                if os.path.exists(path):
-                    with open(path, encoding="utf-8") as src:
-                        dst.write(src.read())
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return report
+        from ..runner import check_run_options
+
+        options = RunOptions.from_dict(job.get("options", job) if isinstance(job, dict) else job)
+        check_run_options(options)
+    except RunSetupError as exc:
+        raise UsageError(f"job file {path!r}: {exc}") from None
+    if not options.impls:
+        raise UsageError(f"job file {path!r} names no implementation")
+    return options
 
 
-def finish(report: dict, out: str) -> int:
-    """Write report.json and the rendered reports, print the summary; return the exit status."""
-    write_report(report, out)
-    try:
-        from reports import render_all
-    except ImportError:  # the renderers are optional (extra "reports")
-        print("dropblock-verify: report.md/html/junit.xml not rendered (install the 'reports' extra)",
-              file=sys.stderr)
-    else:
-        render_all(report, out)
-    print_summary(report["implementations"])
-    ran = [i for i in report["implementations"] if i["verdict"] != "skipped"]
-    if not ran:
-        return 2
-    return 0 if all(i["verdict"] == "conforms" for i in ran) else 1
+def _default_impls(options: RunOptions) -> tuple[RunOptions, dict[str, dict[str, Any]], list[str]]:
+    """No ``--impl``: the reference and every installed peer or registered adapter (the others are noted)."""
+    from ..adapters import builtin_specs, entry_point_specs
+    from ..runner import probe_run
+
+    specs = builtin_specs() + entry_point_specs()
+    probes = probe_run(RunOptions(**{**options.to_dict(), "impls": specs}))
+    ok = [s for s in specs if probes[s]["status"] == "ok"]
+    notes = [f"{s}: not run ({probes[s]['message']})" for s in specs if probes[s]["status"] != "ok"]
+    return RunOptions(**{**options.to_dict(), "impls": ok}), {s: probes[s] for s in ok}, notes
 
 
 def run(args: argparse.Namespace) -> int:
-    options = _load_job(args.job) if args.job else options_from_args(args)
-    _check_out(args.out)
-    command = "dropblock-verify " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if isinstance(args.jobs, bool) or args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    options = load_job(args.job) if args.job else options_from_args(args, complete=False)
+    out = OutputFolder(args.out)
+    out.check()
+    probe = None
+    if options.impls:  # load them in a child process while this one imports the suite
+        from ..probe import Probe
+        from ..runner import LOAD_TIMEOUT
+
+        probe = Probe(options.impls, profile=options.profile, timeout=max(options.timeout, LOAD_TIMEOUT)).start()
     try:
-        if args.jobs > 1 and not args.job:
-            report = _run_parallel(options, args.out, args.jobs, args.quiet)
-            report["run"]["command"] = command
-        else:
-            report = execute(options, args.out, command=command, progress=_progress(args.quiet))
-    except RunSetupError as exc:
-        raise UsageError(str(exc)) from None
-    return finish(report, args.out)
+        if not args.job:
+            options = options_from_args(args)
+        from ..runner import execute, probe_results
+
+        command = "dropblock-verify " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        with out.locked():
+            try:
+                if probe is not None:
+                    probes, notes = probe_results(probe), list[str]()
+                else:
+                    options, probes, notes = _default_impls(options)
+                    if not options.impls:
+                        raise UsageError("no implementation could be loaded: " + "; ".join(notes))
+            except RunSetupError as exc:
+                raise UsageError(str(exc)) from None
+            for note in notes:
+                print(f"dropblock-verify: {note}", file=sys.stderr)
+            terminal = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")  # stays on the terminal
+            progress = Progress(quiet=args.quiet, stream=terminal)
+            out.prepare()
+            try:
+                report, code = execute(options, out.path, probes=probes, command=command, jobs=args.jobs,
+                                       listeners=[progress.result], on_plan=progress.start, log=out.log)
+            except RunSetupError as exc:
+                raise UsageError(str(exc)) from None
+            except OSError as exc:
+                raise OutputError(f"cannot write to {out.path!r}: {exc.strerror or exc}") from None
+            finally:
+                progress.close()
+                terminal.close()
+            return finish(report, out.path, pytest_code=code, notes=notes)
+    finally:
+        if probe is not None:
+            probe.stop()
 
 
-def print_summary(implementations) -> None:
-    print(f"{'implementation':<24} {'profile':<16} {'closest':<16} {'verdict':<18} pass fail error skip")
-    for impl in implementations:
-        counts = {v: 0 for v in ("pass", "fail", "error", "skip")}
-        for c in impl["checks"]:
-            counts[c["verdict"]] += 1
-        print(f"{impl['name']:<24} {impl.get('profile', '-'):<16} {impl.get('closest_profile') or '-':<16} "
-              f"{impl['verdict']:<18} {counts['pass']:>4} {counts['fail']:>4} {counts['error']:>5} "
-              f"{counts['skip']:>4}")
-        if impl["verdict"] == "skipped":
-            print(f"    {impl.get('message', '')}")
-        for line in impl.get("not_run", []):
-            print(f"    not run: {line}")
-        devs = impl.get("characterisation", {}).get("deviations_from_paper", [])
-        if devs:
-            print(f"    deviations from paper: {', '.join(devs)}")
-        for c in impl["checks"]:
-            if c["verdict"] in ("fail", "error"):
-                dims = c.get("details", {}).get("dims", 2)
-                where = f"{c['device']},{c['dtype']}" + (",3d" if dims == 3 else "")
-                print(f"    {c['verdict']:<5} {c['id']} [{where}] {c['message']}")
+def finish(report: dict, out: str, *, pytest_code: int = 0, notes: list[str] | None = None) -> int:
+    """Write report.json and the rendered reports, print the summary and where they went; the exit status."""
+    from ..runner import write_report
+
+    try:
+        write_report(report, out)
+        from ..report_io import render_reports
+
+        written = [os.path.join(out, "report.json"), *render_reports(report, out)]
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise OutputError(f"cannot write the reports to {out!r}: {exc.strerror}") from None
+        raise OutputError(f"cannot write the reports to {out!r}: {exc}") from None
+    print_summary(report)
+    for note in notes or []:
+        print(f"    {note}")
+    print("reports: " + ", ".join(written))
+    if pytest_code == 2:
+        return 130
+    if pytest_code in (3, 4):
+        raise UsageError(f"the test run failed to start (pytest exit status {pytest_code}); see "
+                         f"{os.path.join(out, 'pytest.log')}")
+    return exit_status(report)
+
+
+def exit_status(report: dict) -> int:
+    """0 when every requested implementation conforms and the record is complete, else 1."""
+    impls = report.get("implementations", [])
+    if not impls or report.get("partial"):
+        return 1
+    return 0 if all(i.get("verdict") == "conforms" for i in impls) else 1
+
+
+__all__ = ["add_options", "add_arguments", "options_from_args", "load_job", "run", "finish", "exit_status",
+           "RunSetupError", "DEVICES", "DTYPES"]

@@ -3,7 +3,7 @@
 NumPy has no automatic differentiation. DropBlock is linear in its input with a mask drawn from the
 random state alone, ``out = x * keep * scale``, so its vector-Jacobian product is the same map applied to
 the output gradient: the bridge's backward calls the implementation again on the gradient under the
-call's seed. ``T0.gradient`` then checks that the implementation is such a map (a mask that depends on
+call's seed. ``T0.rescaling`` then checks that the implementation is such a map (a mask that depends on
 the input's values, or draws that ignore the seed, fail it).
 """
 

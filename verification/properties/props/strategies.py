@@ -35,7 +35,9 @@ def supported_block(adapter: Any, sizes: tuple[int, ...], k: int) -> int:
     return 1
 
 
-def _dtypes(adapter: Any, wanted: tuple[str, ...] = _DTYPES) -> tuple[str, ...]:
+def _dtypes(adapter: Any, config: RunConfig, wanted: tuple[str, ...] = _DTYPES) -> tuple[str, ...]:
+    if config.dtypes is not None:
+        wanted = tuple(d for d in wanted if d in config.dtypes)
     dtypes = tuple(d for d in wanted if d in adapter.capabilities.dtypes)
     if not dtypes:
         raise NotApplicable(f"{adapter.name} supports none of the dtypes {', '.join(wanted)}")
@@ -74,7 +76,7 @@ def call_cases(draw: Any, adapter: Any, config: RunConfig, dims: int, grad: bool
         shape=(n, c, *sizes),
         block_size=k,
         drop_prob=draw(drop_probs()),
-        dtype=draw(st.sampled_from(_dtypes(adapter))),
+        dtype=draw(st.sampled_from(_dtypes(adapter, config))),
         device=draw(st.sampled_from(_devices(adapter, config))),
         layout=draw(st.sampled_from(_LAYOUTS)),
         seed=draw(st.integers(0, 2**16)),

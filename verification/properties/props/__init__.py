@@ -1,4 +1,4 @@
-"""The properties, one module per topic; :mod:`property_tests.properties` gathers them under one name.
+"""The properties, one module per topic; :mod:`verification.properties.properties` gathers them under one name.
 
 - :mod:`.common`: budgets and alphas, :class:`RunConfig`, :class:`Case`, :class:`NotApplicable`, the seed hash;
 - :mod:`.calls`: building inputs, seeded calls, reproduction snippets, observing one call;

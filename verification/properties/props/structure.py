@@ -81,7 +81,8 @@ def check_determinism(adapter: Any, case: Case, config: RunConfig, other_seed: i
     a = seeded_call(adapter, x, case.drop_prob, case.block_size, seed).detach()
     b = seeded_call(adapter, x, case.drop_prob, case.block_size, seed).detach()
     assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), (
-        f"two calls seeded with {seed} gave different outputs"
+        f"same RNG state gave different outputs (two calls seeded with {seed}): the draws must come from "
+        f"{getattr(adapter, 'randomness', 'torch global generator of the input device')}"
     )
     p0, _, units = _lattice_bound(adapter, case)
     log10_same = units * math.log10(p0 * p0 + (1 - p0) * (1 - p0)) if 0 < p0 < 1 else 0.0

@@ -203,7 +203,7 @@ def half_cases(draw: Any, adapter: Any, config: RunConfig) -> Case:
         shape=(n, c, *sizes),
         block_size=k,
         drop_prob=draw(st.sampled_from((0.1, 0.05, 0.01, 0.2, 0.3))),  # a few values: shrinking stays quick
-        dtype=draw(st.sampled_from(_dtypes(adapter, ("float16", "bfloat16")))),
+        dtype=draw(st.sampled_from(_dtypes(adapter, config, ("float16", "bfloat16")))),
         device=draw(st.sampled_from(_devices(adapter, config))),
         seed=draw(st.integers(0, 2**16)),
         fill="ones",

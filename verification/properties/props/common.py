@@ -35,13 +35,16 @@ class NotApplicable(Exception):
 class RunConfig:
     """How a property run draws: base seed, devices, and the Hypothesis settings to start from.
 
-    ``settings=None`` uses the loaded Hypothesis profile (``--hypothesis-profile``). Each property scales
-    ``max_examples`` by its own weight.
+    ``settings=None`` uses the loaded Hypothesis profile. Each property scales ``max_examples`` by its own
+    weight. ``devices`` and ``dtypes`` restrict the generated cases (a catalogue check runs one device and one
+    dtype).
     """
 
     seed: int = 0
     devices: tuple[str, ...] = ("cpu",)
     settings: hypothesis.settings | None = None
+    #: restrict generated cases to these dtypes (None: every dtype the implementation takes)
+    dtypes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def box_sums(stack: np.ndarray, lows: list[np.ndarray], highs: list[np.ndarray])
     for corner in itertools.product((0, 1), repeat=d):
         index = np.ix_(*[highs[a] if bit else lows[a] for a, bit in enumerate(corner)])
         sign = -1 if (d - sum(corner)) % 2 else 1
-        term = sign * table[(slice(None), *index)]
+        term = sign * table[(slice(None), *index)]  # type: ignore[arg-type]
         total = term if total is None else total + term
     assert total is not None
     return total

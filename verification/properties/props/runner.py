@@ -62,7 +62,7 @@ _SUPPRESS = (HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filte
 
 
 def property_settings(prop: Property, config: RunConfig) -> hypothesis.settings:
-    parent = config.settings if config.settings is not None else hypothesis.settings.default
+    parent = config.settings if config.settings is not None else hypothesis.settings()
     n = max(1, math.ceil(parent.max_examples * prop.weight))
     if prop.cap is not None:
         n = min(n, prop.cap)
@@ -75,18 +75,22 @@ def property_settings(prop: Property, config: RunConfig) -> hypothesis.settings:
 
 
 def run_property(name: str, subject: Any, config: RunConfig | None = None, *, dims: int = 2,
-                 profile: dropblock.Profile | None = None) -> None:
+                 profile: dropblock.Profile | None = None, seed: int | None = None,
+                 examples: tuple[Any, ...] = ()) -> None:
     """Run property ``name`` with Hypothesis against ``subject``.
 
     ``subject`` is an adapter (``adapter`` properties), a module or namespace with ``map_geometry``,
     ``expected_drop_fraction``, ``exact_gamma`` and ``resolve_gamma`` (``law``; ``profile`` says which law), or
-    a scheduler class (``scheduler``). Raises ``NotApplicable`` when the implementation cannot take part, and
-    Hypothesis's falsifying example (an ``AssertionError`` with notes) when the property fails.
+    a scheduler class (``scheduler``). ``seed`` fixes Hypothesis's random source (for a run that repeats
+    exactly); ``examples`` are cases tried before the generated ones. Raises ``NotApplicable`` when the
+    implementation cannot take part, and Hypothesis's falsifying example (the exception, with notes) when the
+    property fails.
     """
     prop = PROPERTIES[name]
     config = config or RunConfig()
     s = property_settings(prop, config)
     check: Callable[[Any], None]
+    strategy: Any
     if prop.subject == "adapter":
         _require_dims(subject, dims if prop.dims else 2)
     if name == "output_contract":
@@ -134,5 +138,10 @@ def run_property(name: str, subject: Any, config: RunConfig | None = None, *, di
         check(case)
 
     body.__name__ = body.__qualname__ = name if not prop.dims else f"{name}_{dims}d"
-    test = hypothesis.settings(s)(given(case=strategy)(body))
+    test = given(case=strategy)(body)
+    for example in reversed(examples):  # explicit cases run first, in the order given
+        test = hypothesis.example(case=example)(test)
+    test = hypothesis.settings(s)(test)
+    if seed is not None:
+        test = hypothesis.seed(seed)(test)
     test()

@@ -11,7 +11,7 @@ Random source: adapters draw from torch's global generator of the input's device
 (``--dropblock-seed``) and the case's own seed, so a failing case replays exactly, and the reproduction
 snippet attached to it (``hypothesis.note``) repeats the call outside the suite.
 
-The functions live in :mod:`property_tests.props`, one module per topic; this module gathers them.
+The functions live in :mod:`verification.properties.props`, one module per topic; this module gathers them.
 """
 
 # Every name below is a re-export.

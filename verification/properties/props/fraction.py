@@ -174,7 +174,7 @@ def check_drop_fraction_sampled(adapter: Any, case: FractionCase, config: RunCon
             note_reproduction(adapter, call, seed)
         out = seeded_call(adapter, build_input(call), case.drop_prob, case.block_size, seed).detach()
         masks = _masks.independent_masks((out == 0).cpu().numpy(), prof.sharing)
-        units = masks[(slice(None), *np.ix_(*picks))]
+        units = masks[(slice(None), *np.ix_(*picks))]  # type: ignore[arg-type]
         dropped_units += int(units.sum())
         trials += units.size
     result = binomtest(dropped_units, trials, design.p0)
@@ -201,7 +201,7 @@ def fraction_cases(draw: Any, adapter: Any, config: RunConfig, dims: int) -> Fra
         sizes=sizes,
         block_size=k,
         drop_prob=draw(drop_probs(0.05, 0.6, common=(0.1, 0.25, 0.5))),
-        dtype=draw(st.sampled_from(_dtypes(adapter))),
+        dtype=draw(st.sampled_from(_dtypes(adapter, config))),
         device=draw(st.sampled_from(_devices(adapter, config))),
         seed=draw(st.integers(0, 2**16)),
     )
