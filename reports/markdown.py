@@ -43,7 +43,9 @@ def md_text(value: Any, limit: int | None = None) -> str:
     text = " ".join(_CONTROL.sub("", str(value if value is not None else "")).split())
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
-    return html.escape(text, quote=False).replace("|", "\\|").replace("`", "&#96;")
+    # markup from an implementation's text stays text: table cells, code spans, links and images
+    return (html.escape(text, quote=False).replace("|", "\\|").replace("`", "&#96;").replace("[", "\\[")
+            .replace("]", "\\]"))
 
 
 def _code(value: Any) -> str:

@@ -50,6 +50,9 @@ def read_records(path: str) -> tuple[list[dict[str, Any]], list[str]]:
                 except json.JSONDecodeError as exc:
                     problems.append(f"{path}: line {number} is not JSON ({exc.msg}); skipped")
                     continue
+                except RecursionError:
+                    problems.append(f"{path}: line {number} is nested too deeply; skipped")
+                    continue
                 if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str):
                     problems.append(f"{path}: line {number} is not a result record; skipped")
                     continue

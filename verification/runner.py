@@ -87,7 +87,9 @@ def check_run_options(options: RunOptions) -> None:
 def implementation_record(spec: str, probe: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """The ``implementation`` record of one requested spec: what it declares (or why it did not load), the
     keys of its full plan, and the requested devices/dtypes it does not declare."""
-    info = probe.get("info") or {}
+    from .text import clean_text
+
+    info = {k: clean_text(v, 500) if isinstance(v, str) else v for k, v in (probe.get("info") or {}).items()}
     rec: dict[str, Any] = {"kind": "implementation", "spec": spec, "name": info.get("name", spec),
                            **{k: v for k, v in info.items() if k != "name"}, "load": probe["status"]}
     if probe["status"] != "ok":

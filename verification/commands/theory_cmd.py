@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
+#: Longest map side ``theory`` takes: its exact variance holds an int64 table of side x side per axis (128 MiB).
+MAX_SIDE = 4096
+
+
 def _parse_size(text: str) -> tuple[int, ...]:
     parts = text.lower().replace("×", "x").split("x")
     try:
@@ -59,6 +63,9 @@ def _parse_size(text: str) -> tuple[int, ...]:
         sizes = sizes * 2
     if len(sizes) not in (2, 3) or any(s < 1 for s in sizes):
         raise UsageError(f"--size must be HxW or DxHxW with positive sides, got {text!r}")
+    if max(sizes) > MAX_SIDE:
+        raise UsageError(f"--size side {max(sizes)} is too large: the exact variance needs a side x side table per "
+                         f"axis; at most {MAX_SIDE}")
     return sizes
 
 
