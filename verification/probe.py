@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Probe", "ProbeResult", "probe_specs", "exit_description", "child_command"]
+__all__ = ["Probe", "Probes", "ProbeResult", "probe_specs", "exit_description", "child_command"]
 
 #: Probe statuses: ``ok``, ``unavailable`` (not installed here), ``spec-error`` (malformed or unknown spec,
 #: unknown profile), ``error`` (loading raised or exited), ``crashed`` (the process died), ``timeout``.
@@ -208,6 +208,30 @@ class Probe:
         return [self.done[s] for s in self.specs]
 
 
+class Probes:
+    """Several :class:`Probe` over a split of the specs, running side by side (each child imports torch and
+    the implementations it loads: two children load six implementations in about half the time)."""
+
+    def __init__(self, specs: list[str], *, groups: int = 2, **kwargs: Any) -> None:
+        specs = list(dict.fromkeys(specs))
+        n = max(1, min(groups, len(specs)))
+        self.specs = specs
+        self.probes = [Probe(specs[i::n], **kwargs) for i in range(n)]
+
+    def start(self) -> Probes:
+        for p in self.probes:
+            p.start()
+        return self
+
+    def stop(self) -> None:
+        for p in self.probes:
+            p.stop()
+
+    def results(self) -> list[ProbeResult]:
+        done = {r.spec: r for p in self.probes for r in p.results()}
+        return [done[s] for s in self.specs]
+
+
 def probe_specs(specs: list[str], *, profile: str | None = None, timeout: float = 120.0,
                 log: str | None = None) -> list[ProbeResult]:
     """Load each spec in a child process; one :class:`ProbeResult` per spec, in order.
@@ -215,7 +239,7 @@ def probe_specs(specs: list[str], *, profile: str | None = None, timeout: float 
     ``timeout`` bounds the loading of one spec (seconds, counted from the child's start for the first). The
     child's stdout and stderr go to ``log`` (a file path), or are discarded.
     """
-    return Probe(specs, profile=profile, timeout=timeout, log=log).start().results()
+    return Probes(specs, profile=profile, timeout=timeout, log=log).start().results()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

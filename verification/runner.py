@@ -111,9 +111,9 @@ def probe_run(options: RunOptions, log: str | None = None) -> dict[str, dict[str
     RunSetupError
         A malformed or unknown spec, or an unknown profile.
     """
-    from .probe import Probe
+    from .probe import Probes
 
-    return probe_results(Probe(options.impls, profile=options.profile, timeout=max(options.timeout, LOAD_TIMEOUT),
+    return probe_results(Probes(options.impls, profile=options.profile, timeout=max(options.timeout, LOAD_TIMEOUT),
                                log=log).start())
 
 

@@ -28,7 +28,7 @@ __all__ = ["EXAMPLES", "check_output_contract", "check_rescaling", "check_block_
            "check_argument_validation", "check_half_precision"]
 
 #: Generated cases per check and budget (after the fixed ones).
-EXAMPLES = {"smoke": 10, "standard": 30, "thorough": 100}
+EXAMPLES = {"smoke": 5, "standard": 10, "thorough": 50}
 
 _SHAPES = {2: (4, 6, 9, 11), 3: (2, 3, 5, 6, 7)}
 

@@ -155,10 +155,10 @@ def run(args: argparse.Namespace) -> int:
     out.check()
     probe = None
     if options.impls:  # load them in a child process while this one imports the suite
-        from ..probe import Probe
+        from ..probe import Probes
         from ..runner import LOAD_TIMEOUT
 
-        probe = Probe(options.impls, profile=options.profile, timeout=max(options.timeout, LOAD_TIMEOUT)).start()
+        probe = Probes(options.impls, profile=options.profile, timeout=max(options.timeout, LOAD_TIMEOUT)).start()
     try:
         if not args.job:
             options = options_from_args(args)
