@@ -9,8 +9,11 @@ run (a marker file in ``$HOSTILE_DIR``), so that it costs one check, not all of 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from cli_util import report_of, run_cli
@@ -179,3 +182,18 @@ def test_a_requested_implementation_that_is_not_installed(tmp_path):
     assert ref["verdict"] == "conforms"
     results = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert any(r["kind"] == "implementation" and r["spec"] == "original" for r in results)
+
+
+def test_folders_named_like_our_packages_in_the_working_folder(tmp_path):
+    """A project folder holding its own ``verification/`` and ``reports/`` packages: the command (the console
+    script) and its workers still import ours, and the reports are rendered."""
+    for name in ("verification", "reports"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('the project's own {name}')\n")
+    script = Path(sys.executable).parent / "dropblock-verify"
+    proc = subprocess.run([str(script), "run", "--impl", "reference", "--budget", "smoke", "--dtype", "float32",
+                           "--checks", "T0", "--quiet", "--out", "out"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "not rendered" not in proc.stderr
+    assert (tmp_path / "out" / "report.html").exists()

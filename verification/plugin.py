@@ -217,7 +217,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("collectonly", False) and not state.distributed:
         warnings.warn("dropblock: -n 0 runs the implementations under test in the process that records the "
                       "results (no isolation from crashes and hangs)", stacklevel=1)
+    if state.distributed:
+        _workers_elsewhere(config)
     _setup_controller(config, state)
+
+
+def _workers_elsewhere(config: pytest.Config) -> None:
+    """Start the workers without the working folder on their import path (``PYTHONSAFEPATH``, Python 3.11+): a
+    folder there named like one of our packages (``reports/``, ``verification/``) would shadow it."""
+    config.option.tx = [f"{tx}//env:PYTHONSAFEPATH=1" if tx == "popen" else tx for tx in (config.option.tx or [])]
 
 
 def _load_worker_state(state: _State, payload: str) -> None:
