@@ -16,6 +16,7 @@ from .model import (
     check_counts,
     check_label,
     counts_text,
+    expectation_rows,
     failing_checks,
     fmt_num,
     fmt_p,
@@ -174,6 +175,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     limits = _limits(report)
     if limits:
         lines += ["## Detection limits", ""] + limits + [""]
+    expected = expectation_rows(report)
+    if expected:
+        lines += ["## Expectations", "", "Known deviations declared for this run: an `xfail` check that fails does "
+                  "not fail the run, one that passes does; a `skip` check is not run.", ""]
+        lines += _table(["pattern", "kind", "reason", "link", "checks matched"],
+                        [[_code(e["pattern"]), md_text(e["kind"]), md_text(e["reason"]), md_text(e["link"]),
+                          str(e["matched"]) + (" ⚠️ matches nothing" if e["matched"] == 0 else "")]
+                         for e in expected]) + [""]
     lines += ["## Run", ""]
     for label, text in run_rows(report):
         value = _code(text) if label == "command" else md_text(text)

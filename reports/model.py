@@ -17,7 +17,7 @@ from verification.results import BAD_VERDICTS, CHECK_VERDICTS, IMPL_VERDICTS, ve
 __all__ = [
     "CHECK_VERDICTS", "IMPL_VERDICTS", "CELL_ORDER", "check_counts", "check_label", "family_sort_key", "families",
     "matrix", "failing_checks", "mde_table", "summary", "run_rows", "implementation_verdict", "fmt_num", "fmt_p",
-    "fmt_ci", "dims_of", "statistical_checks", "P_FLOOR", "family_of", "counts_text",
+    "fmt_ci", "dims_of", "statistical_checks", "expectation_rows", "P_FLOOR", "family_of", "counts_text",
 ]
 
 #: Check verdicts from worst to best: a matrix cell shows the first one among its checks.
@@ -192,6 +192,17 @@ def summary_line(report: dict[str, Any]) -> str:
     if s["partial"]:
         line += "; partial run rebuilt from results.jsonl"
     return line
+
+
+def expectation_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's expectations (known deviations), each with the number of checks it matched."""
+    rows = []
+    for e in (report.get("run") or {}).get("expectations") or []:
+        if isinstance(e, dict):
+            rows.append({"pattern": str(e.get("pattern", "")), "kind": str(e.get("kind", "")),
+                         "reason": str(e.get("reason", "")), "link": str(e.get("link", "")),
+                         "matched": e.get("matched")})
+    return rows
 
 
 def run_rows(report: dict[str, Any]) -> list[tuple[str, str]]:

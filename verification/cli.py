@@ -17,7 +17,7 @@ from typing import Any
 
 from .text import clean_text
 
-SUBCOMMANDS = ("theory", "list", "run", "report", "plan", "merge")
+SUBCOMMANDS = ("theory", "list", "run", "report", "plan", "merge", "diff")
 
 
 class UsageError(Exception):

@@ -58,7 +58,7 @@ class RunOptions:
 
     ``timeout`` is the hard limit of one check instance in seconds (the worker running it is stopped past
     it); ``select`` restricts the run to some instances (implementation spec -> instance keys), as a job of a
-    sharded run does.
+    sharded run does; ``expectations`` are the known deviations of :mod:`verification.expectations`.
     """
 
     impls: list[str] = field(default_factory=list)
@@ -71,6 +71,7 @@ class RunOptions:
     checks: list[str] | None = None
     timeout: float = 120.0
     select: dict[str, list[str]] | None = None
+    expectations: list[dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -91,6 +92,12 @@ class RunOptions:
         _need(isinstance(self.timeout, (int, float)) and not isinstance(self.timeout, bool)
               and math.isfinite(self.timeout) and self.timeout > 0,
               f"timeout must be a finite number of seconds > 0, got {self.timeout!r}")
+        if self.expectations is not None:
+            _need(isinstance(self.expectations, list), "expectations must be a list")
+            for e in self.expectations:
+                _need(isinstance(e, dict) and set(e) <= {"pattern", "kind", "reason", "link"}
+                      and all(isinstance(v, str) for v in e.values()) and e.get("kind") in ("xfail", "skip")
+                      and bool(e.get("pattern")), f"malformed expectation {e!r:.100}")
         if self.select is not None:
             _need(isinstance(self.select, dict), f"select must be an object, got {type(self.select).__name__}")
             for spec, keys in self.select.items():

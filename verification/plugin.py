@@ -90,6 +90,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "seconds (default 120)")
     group.addoption("--dropblock-job", metavar="FILE", help="run the options of a job file (dropblock-verify plan)")
     group.addoption("--dropblock-results", metavar="FILE", help="stream one JSON line per result here")
+    group.addoption("--dropblock-expectations", metavar="FILE", help="known deviations: checks expected to fail "
+                    "(xfail) or not to run (skip); default: [tool.dropblock-conformance] expectations in "
+                    "pyproject.toml")
 
 
 def _wanted(config: pytest.Config) -> bool:
@@ -138,6 +141,7 @@ def _options_from_config(config: pytest.Config) -> Any:
     def split(text: str | None) -> list[str] | None:
         return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
+    fields["expectations"] = _expectations_of(config)
     for name, value in (("profile", opt.dropblock_profile), ("devices", split(opt.dropblock_device)),
                         ("dtypes", split(opt.dropblock_dtype)), ("budget", opt.dropblock_budget),
                         ("alpha", opt.dropblock_alpha), ("seed", opt.dropblock_seed),
@@ -148,6 +152,21 @@ def _options_from_config(config: pytest.Config) -> Any:
         return RunOptions(**fields)
     except RunSetupError as exc:
         raise pytest.UsageError(f"dropblock: {exc}") from None
+
+
+def _expectation_counts(options: Any, state: _State) -> list[dict[str, Any]]:
+    """Each expectation with the number of planned checks it covers; a warning for each that covers none."""
+    from .expectations import Expectation
+
+    out = []
+    ids = [it.id for it in state.plan.items if it.check != "load"]
+    for e in options.expectations or []:
+        n = sum(Expectation(**e).matches(i) for i in ids)
+        if n == 0:
+            warnings.warn(f"dropblock: expectation {e['pattern']!r} ({e['kind']}) matches no planned check",
+                          stacklevel=1)
+        out.append({**e, "matched": n})
+    return out
 
 
 def _job_probes(config: pytest.Config) -> dict[str, Any]:
@@ -175,6 +194,18 @@ def _check_not_shadowed() -> None:
                                 "install the original package under another name) to run the suite")
 
 
+def _expectations_of(config: pytest.Config) -> list[dict[str, str]] | None:
+    """``--dropblock-expectations FILE``, else the file ``[tool.dropblock-conformance]`` names in the rootdir's
+    pyproject.toml, else None."""
+    from .expectations import ExpectationError, from_pyproject, read_expectations
+
+    try:
+        path = config.option.dropblock_expectations or from_pyproject(str(config.rootpath))
+        return None if path is None else [e.to_dict() for e in read_expectations(path)]
+    except ExpectationError as exc:
+        raise pytest.UsageError(f"dropblock: {exc}") from None
+
+
 def _setup_controller(config: pytest.Config, state: _State) -> None:
     _check_not_shadowed()
     from .planning import RunSetupError, plan_run
@@ -189,11 +220,15 @@ def _setup_controller(config: pytest.Config, state: _State) -> None:
     state.infos = {s: (p["info"] if p["status"] == "ok" else None) for s, p in state.probes.items()}
     state.plan = plan_run(options, state.infos)
     state.by_id = {it.id: it for it in state.plan.items}
+    expectations = _expectation_counts(options, state)
     if config.option.dropblock_results:
         from .engine import ResultSink
 
         state.sink = ResultSink(config.option.dropblock_results, truncate=True)
-        state.sink.write({"kind": "run", **run_info(options, os.environ.get("DROPBLOCK_COMMAND") or "pytest")})
+        info = run_info(options, os.environ.get("DROPBLOCK_COMMAND") or "pytest")
+        if expectations:
+            info["expectations"] = expectations
+        state.sink.write({"kind": "run", **info})
         for spec in options.impls:
             state.sink.write(implementation_record(spec, state.probes[spec], state.plan))
     _register_recorder(config, state)
@@ -310,14 +345,21 @@ def dropblock_run(request: pytest.FixtureRequest, dropblock_item: Any) -> Any:
         if item.check == "load":
             probe = state.probes.get(item.spec) or {"status": "error", "message": "not loaded in the controller"}
             pytest.fail(f"{item.spec}: {probe['status']}: {probe['message']}", pytrace=False)
-        from .worker import run_item
+        from .expectations import apply, match
+        from .worker import run_item, skipped
 
-        state.global_state.restore()
-        result = run_item(item, state.options).to_dict()
+        expected = match(state.options.expectations or [], item.id)
+        if expected is not None and expected.kind == "skip":
+            result = skipped(item, f"skipped by expectation {expected.pattern!r}: {expected.reason}")
+        else:
+            state.global_state.restore()
+            result = apply(expected, run_item(item, state.options).to_dict())
         request.node.user_properties.append(("dropblock_result", json.dumps(result)))
         verdict, message = result["verdict"], result["message"]
         if verdict == "skip":
             pytest.skip(message)
+        if verdict == "xfail":
+            pytest.xfail(message)
         if verdict != "pass":
             pytest.fail(f"{verdict}: {message}", pytrace=False)
 

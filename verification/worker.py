@@ -107,6 +107,12 @@ def adapter_for(spec: str, profile: str | None) -> Any:
     return found
 
 
+def skipped(item: PlannedItem, message: str) -> dict[str, Any]:
+    """The result of an item that is not run."""
+    return CheckResult(id=item.check, verdict="skip", message=message, device=item.device, dtype=item.dtype,
+                       details={"dims": item.dims}).to_dict()
+
+
 def run_item(item: PlannedItem, options: RunOptions) -> CheckResult:
     """Run one planned instance in this process and return its result (never raises for the
     implementation's sake; ``KeyboardInterrupt`` still stops the run)."""

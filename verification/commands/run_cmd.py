@@ -52,6 +52,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arg", action="append", default=[], metavar="NAME=EXPR",
                    help="with --framework (repeatable): an argument of the implementation's call, e.g. rate=drop_prob "
                         "or keep_prob=1-drop_prob")
+    p.add_argument("--expectations", metavar="FILE",
+                   help="known deviations: checks expected to fail (xfail) or not to run (skip), one per line; "
+                        "default: [tool.dropblock-conformance] expectations in ./pyproject.toml")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="hard time limit of one check in seconds (its worker is stopped past it); default 120")
 
@@ -62,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job", help="run one job file written by 'dropblock-verify plan' (other options ignored)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes running the checks (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="compare with a stored run (its folder or report.json): exit 1 when an implementation's "
+                        "verdict, inferred law or a check's verdict changed (see 'dropblock-verify diff')")
 
 
 def _list(name: str, text: str) -> list[str]:
@@ -81,7 +87,7 @@ def options_from_args(args: argparse.Namespace, *, complete: bool = True) -> Run
     try:
         options = RunOptions(impls=impls, profile=args.profile, devices=_list("device", args.device),
                              dtypes=_list("dtype", args.dtype), budget=args.budget, alpha=args.alpha, seed=args.seed,
-                             checks=checks, timeout=args.timeout)
+                             checks=checks, timeout=args.timeout, expectations=_expectations(args.expectations))
         if complete:
             from ..runner import check_run_options
 
@@ -89,6 +95,17 @@ def options_from_args(args: argparse.Namespace, *, complete: bool = True) -> Run
     except RunSetupError as exc:
         raise UsageError(_flag_names(str(exc))) from None
     return options
+
+
+def _expectations(path: str | None) -> list[dict[str, str]] | None:
+    """``--expectations FILE``, else the file named in ./pyproject.toml, as plain data (or None)."""
+    from ..expectations import ExpectationError, from_pyproject, read_expectations
+
+    try:
+        path = path or from_pyproject(".")
+        return None if path is None else [e.to_dict() for e in read_expectations(path)]
+    except ExpectationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _framework_impls(args: argparse.Namespace, impls: list[str]) -> list[str]:
@@ -150,6 +167,14 @@ def _default_impls(options: RunOptions) -> tuple[RunOptions, dict[str, dict[str,
 def run(args: argparse.Namespace) -> int:
     if isinstance(args.jobs, bool) or args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    baseline = None
+    if args.baseline:
+        from ..diff import DiffError, load_for_diff
+
+        try:
+            baseline = load_for_diff(args.baseline)
+        except DiffError as exc:
+            raise UsageError(str(exc)) from None
     options = load_job(args.job) if args.job else options_from_args(args, complete=False)
     out = OutputFolder(args.out)
     out.check()
@@ -190,7 +215,14 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 progress.close()
                 terminal.close()
-            return finish(report, out.path, pytest_code=code, notes=notes)
+            status = finish(report, out.path, pytest_code=code, notes=notes)
+            if baseline is not None:
+                from ..diff import compare, render_text
+
+                changes = compare(baseline, report)
+                print(render_text(changes, args.baseline, out.path))
+                status = max(status, 1 if changes.law_or_verdict_changed else 0)
+            return status
     finally:
         if probe is not None:
             probe.stop()
@@ -210,6 +242,9 @@ def finish(report: dict, out: str, *, pytest_code: int = 0, notes: list[str] | N
             raise OutputError(f"cannot write the reports to {out!r}: {exc.strerror}") from None
         raise OutputError(f"cannot write the reports to {out!r}: {exc}") from None
     print_summary(report)
+    for e in (report.get("run") or {}).get("expectations", []):
+        if not e.get("matched"):
+            print(f"    warning: expectation {e['pattern']!r} ({e['kind']}) matches no planned check")
     for note in notes or []:
         print(f"    {note}")
     print("reports: " + ", ".join(written))
