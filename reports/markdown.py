@@ -45,8 +45,8 @@ def md_text(value: Any, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     # markup from an implementation's text stays text: table cells, code spans, links and images
-    return (html.escape(text, quote=False).replace("|", "\\|").replace("`", "&#96;").replace("[", "\\[")
-            .replace("]", "\\]"))
+    return (html.escape(text, quote=False).replace("|", "\\|").replace("`", "&#96;").replace("](", "\\](")
+            .replace("![", "!\\["))
 
 
 def _code(value: Any) -> str:
