@@ -22,6 +22,7 @@ import torch
 
 from . import __version__
 from .characterise import characterise
+from .checks.grid import with_user_points
 from .engine import ResultSink, implementation_verdict, plan_checks, run_checks
 from .report_io import SCHEMA, read_results_jsonl, write_json_atomic
 from .results import CheckResult
@@ -47,6 +48,7 @@ class RunOptions:
     checks: list[str] | None = None
     timeout: float = 60.0
     select: dict[str, list[str]] | None = None
+    configs: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +86,7 @@ def _plan(adapter, spec: str, options: RunOptions):
     if options.select is not None:
         keep = set(options.select.get(spec, []))
         plan.checks = [p for p in plan.checks if p.key in keep]
-    return plan
+    return with_user_points(plan, options.configs)
 
 
 def run_info(options: RunOptions, command: str) -> dict[str, Any]:

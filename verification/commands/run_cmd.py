@@ -21,6 +21,7 @@ import tempfile
 import torch
 
 from ..checks import BUDGETS
+from ..checks.grid import parse_config
 from ..cli import UsageError
 from ..runner import RunOptions, RunSetupError, execute, merge_runs, plan_shards, write_report
 
@@ -44,6 +45,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--checks", help="comma-separated check ids or families (T0,T1,...) to run")
     p.add_argument("--timeout", type=float, default=60.0, help="per-call timeout in seconds")
+    p.add_argument("--config", action="append", metavar="p=P,k=K,size=HxW",
+                   help="extra configuration point for T1.lattice_rate and T2.position_profile (repeatable), "
+                        "e.g. p=0.2,k=5,size=56x56 (DxHxW for 3D)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,8 +90,14 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         if unknown:
             raise UsageError(f"unknown check id or family {', '.join(unknown)}; known: "
                              f"{', '.join(sorted(known))}")
+    for text in args.config or []:
+        try:
+            parse_config(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     return RunOptions(impls=list(args.impl or []), profile=args.profile, devices=devices, dtypes=dtypes,
-                      budget=args.budget, alpha=args.alpha, seed=args.seed, checks=checks, timeout=args.timeout)
+                      budget=args.budget, alpha=args.alpha, seed=args.seed, checks=checks, timeout=args.timeout,
+                      configs=list(args.config) if args.config else None)
 
 
 def _check_out(out: str) -> None:
