@@ -9,7 +9,7 @@ taller-than-wide and wider-than-tall maps, the ResNet stage sizes 56, 28, 14 and
 run stays short.
 
 Users add points with ``dropblock-verify run --config p=0.2,k=5,size=56x56`` (repeatable): each is tested by
-T1.lattice_rate (every dtype) and T2.position_profile, in 2D or 3D after the number of sizes.
+T1.lattice_rate (every dtype; 2D or 3D after the number of sizes) and, in 2D, by T2.position_profile.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ GRID: dict[tuple[str, int], tuple[ConfigPoint, ...]] = {
     ("P.half_rate", 2): (_P((28, 28), 7, 0.1), _P((56, 56), 5, 0.1)),
     # wider than tall and taller than wide
     ("T2.position_profile", 2): (_P((9, 12)), _P((14, 7))),
-    ("T2.position_profile", 3): (_P((5, 6, 7)),),
     # even sides 4, 2 and 6, on maps of both orientations
     ("T2.even_block", 2): (_P((9, 12), 4, 0.2), _P((14, 7), 2, 0.2), _P((12, 9), 6, 0.3)),
     # beyond both sides, and beyond the height only
