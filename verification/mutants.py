@@ -1,14 +1,15 @@
-"""The mutant zoo: small DropBlock samplers with one documented fault each, and a correct one.
+"""The mutant zoo: small DropBlock samplers with one documented fault each, and correct ones as controls.
 
 They are independent of the reference sampler: a dense Bernoulli seed field over block centres with an
 "allowed" mask, and max-pool dilation (the textbook construction of Algorithm 1). Each mutant is an
 ``nn.Module`` class built as ``Mutant(drop_prob=..., block_size=...)``, so the engine loads it like user code:
 ``--impl verification.mutants:GammaX1_10``. :data:`MUTANTS` maps each name to its fault, the profile it
-declares and whether it sits below the suite's detection limit. Two scheduler mutants are checked by
-:func:`check_scheduler` instead.
+declares and whether it sits below the suite's detection limit at the standard budget; :data:`CONTROLS` lists
+the correct variants (the paper law, timm's law, a private generator per call) and the profile each declares.
+Two scheduler mutants are checked by :func:`check_scheduler` instead.
 
-The suite must accept :class:`PaperDense` under ``paper`` and reject every mutant above the detection limit
-(``nox -s mutants`` measures it).
+The suite must accept every control and reject every mutant above the detection limit (``nox -s mutants``
+measures it over many base seeds).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Fault", "MUTANTS", "PaperDense", "check_scheduler", "paper_dense", "gamma_x1_10", "shifted_block",
-           "channel_shared"]
+__all__ = ["Fault", "MUTANTS", "CONTROLS", "PaperDense", "TimmDense", "PrivateGeneratorDense", "check_scheduler",
+           "paper_dense", "gamma_x1_10", "shifted_block", "channel_shared"]
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,18 @@ class Fault:
     """Options of the dense sampler; the defaults are the paper law (valid region, Eq. 1, per channel)."""
 
     gamma_factor: float = 1.0
-    region: str = "valid"  # valid | all | transposed
+    half_gamma: bool = False  # gamma's denominator formed in float16 for float16 inputs (overflows past 65504)
+    region: str = "valid"  # valid | all | transposed | rows_from_width
     shift: int = 0  # blocks moved down/right by this many units (then clipped)
     shift_axis: int = 1  # 0: rows, 1: columns
     block_delta: int = 0  # painted block side k + delta, seeds still on the k-valid region
     share: str = "none"  # none | channel | batch
     seed_dtype: torch.dtype = torch.float64
+    stream: str = "global"  # global | private | initial_seed | sticky: where the uniforms come from
+    mirror_samples: bool = False  # sample i's uniforms are sample i-1's mirrored left-right
+    positive_only: bool = False  # drops only where the input is positive
     corner: str = "bottom_right"  # seed placement for even blocks
-    norm: str = "global"  # global | nan | per_sample | none | channel_off | fp16_sum
+    norm: str = "global"  # global | nan | per_sample | none | channel_off | fp16_sum | from_output
     out_float32: bool = False
     cache_mask: bool = False
     eval_drops: bool = False
@@ -48,25 +53,63 @@ def _block_offset(k: int, corner: str) -> int:
     return k // 2 if (k % 2 == 1 or corner == "bottom_right") else k // 2 - 1
 
 
-def _allowed(length: int, k: int, a: int, region: str) -> torch.Tensor:
+def _allowed(length: int, k: int, a: int, region: str, bound: int | None = None) -> torch.Tensor:
+    """Allowed seed coordinates on an axis of ``length`` (``bound``: the length the upper limit is taken
+    from, the axis's own by default)."""
     c = torch.arange(length)
     if region == "all":
         return torch.ones(length, dtype=torch.bool)
-    return (c >= a) & (c <= length - k + a)
+    return (c >= a) & (c <= (length if bound is None else bound) - k + a)
+
+
+_STICKY: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _uniforms(shape: tuple[int, ...], f: Fault) -> torch.Tensor:
+    """The seed field's uniforms: torch's global generator, or one of the stream faults."""
+    if f.stream == "private":  # correct: a private generator seeded from the global one at every call
+        g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+        return torch.rand(shape, dtype=f.seed_dtype, generator=g)
+    if f.stream == "initial_seed":  # fault: the same uniforms on every call until the next manual_seed
+        g = torch.Generator().manual_seed(torch.initial_seed())
+        return torch.rand(shape, dtype=f.seed_dtype, generator=g)
+    if f.stream != "sticky":
+        return torch.rand(shape, dtype=f.seed_dtype)
+    # fault: when nothing touched the generator since the last call, half the uniforms carry over
+    state = torch.get_rng_state()
+    prev = _STICKY.get(shape)
+    u = torch.rand(shape, dtype=f.seed_dtype)
+    if prev is not None and torch.equal(prev[1], state):
+        u = torch.where(torch.rand(shape) < 0.5, prev[0], u)
+    _STICKY[shape] = (u, torch.get_rng_state())
+    return u
+
+
+def _gamma(drop_prob: float, h: int, w: int, kh: int, kw: int, f: Fault, dtype: torch.dtype) -> float:
+    if f.half_gamma and dtype == torch.float16:
+        den = torch.tensor(float(kh * kw), dtype=torch.float16) * (h - kh + 1) * (w - kw + 1)
+        gamma = float(torch.tensor(drop_prob * h * w, dtype=torch.float16) / den)
+    else:
+        gamma = drop_prob * h * w / (kh * kw * (h - kh + 1) * (w - kw + 1))
+    return min(max(gamma * f.gamma_factor, 0.0), 1.0)
 
 
 def _dropped(x: torch.Tensor, drop_prob: float, block_size: int, f: Fault) -> torch.Tensor:
     n, c, h, w = x.shape
     kh, kw = min(block_size, h), min(block_size, w)
-    gamma = drop_prob * h * w / (kh * kw * (h - kh + 1) * (w - kw + 1)) * f.gamma_factor
-    gamma = min(max(gamma, 0.0), 1.0)
+    gamma = _gamma(drop_prob, h, w, kh, kw, f, x.dtype)
     ah, aw = _block_offset(kh, f.corner), _block_offset(kw, f.corner)
     if f.region == "transposed":
         allowed = (_allowed(w, kw, aw, "valid")[:, None] & _allowed(h, kh, ah, "valid")[None, :]).reshape(h, w)
+    elif f.region == "rows_from_width":
+        allowed = _allowed(h, kh, ah, "valid", bound=w)[:, None] & _allowed(w, kw, aw, "valid")[None, :]
     else:
         allowed = _allowed(h, kh, ah, f.region)[:, None] & _allowed(w, kw, aw, f.region)[None, :]
     shape = (1 if f.share == "batch" else n, 1 if f.share in ("channel", "batch") else c, h, w)
-    u = torch.rand(shape, dtype=f.seed_dtype)  # a low-precision uniform has few levels near small gammas
+    u = _uniforms(shape, f)  # a low-precision uniform has few levels near small gammas
+    if f.mirror_samples:
+        for i in range(1, shape[0]):
+            u[i] = u[i - 1].flip(-1)
     seeds = (u < torch.tensor(gamma, dtype=f.seed_dtype)) & allowed
     ph, pw = kh + f.block_delta * (kh > 1 or f.block_delta > 0), kw + f.block_delta * (kw > 1 or f.block_delta > 0)
     bh, bw = ah + (ph - kh) // 2, aw + (pw - kw) // 2
@@ -79,7 +122,8 @@ def _dropped(x: torch.Tensor, drop_prob: float, block_size: int, f: Fault) -> to
     padded = F.pad(seeds.float(), (max(before_w, 0), max(bw, 0), max(before_h, 0), max(bh, 0)))
     padded = padded[..., max(-before_h, 0):, max(-before_w, 0):]
     pooled = F.max_pool2d(padded, (ph, pw), stride=1)
-    return pooled[..., :h, :w] > 0
+    dropped = pooled[..., :h, :w] > 0
+    return dropped & (x > 0) if f.positive_only else dropped
 
 
 def _apply(x: torch.Tensor, dropped: torch.Tensor, f: Fault) -> torch.Tensor:
@@ -87,6 +131,8 @@ def _apply(x: torch.Tensor, dropped: torch.Tensor, f: Fault) -> torch.Tensor:
     numel = float(keep.numel())
     if f.norm == "fp16_sum":
         kept = keep.half().sum().float()
+    elif f.norm == "from_output":
+        kept = torch.count_nonzero(x * keep).float()
     elif f.norm == "per_sample":
         kept = keep.flatten(1).sum(1).view(-1, 1, 1, 1)
         numel = float(keep[0].numel())
@@ -94,7 +140,7 @@ def _apply(x: torch.Tensor, dropped: torch.Tensor, f: Fault) -> torch.Tensor:
         kept = keep.sum()
     if f.norm == "none":
         scale = torch.ones(())
-    elif f.norm in ("nan", "fp16_sum", "per_sample"):
+    elif f.norm in ("nan", "fp16_sum", "per_sample", "from_output"):
         scale = numel / kept
     else:
         scale = numel / kept if float(kept) > 0 else torch.zeros(())
@@ -141,12 +187,30 @@ def _mutant(name: str, doc: str, **fault) -> type[_DenseDropBlock]:
 
 
 PaperDense = _mutant("PaperDense", "Correct: an independent dense implementation of the paper law (2D).")
+TimmDense = _mutant("TimmDense", "Correct: timm's law (seeds everywhere, blocks clipped, one mask per sample).",
+                    region="all", share="channel")
+PrivateGeneratorDense = _mutant(
+    "PrivateGeneratorDense", "Correct: the paper law from a private generator seeded from torch's at every call.",
+    stream="private")
+
+#: Correct variants and the profile each declares: the suite must accept them.
+CONTROLS: dict[str, tuple[type, str, str]] = {
+    "PaperDense": (PaperDense, "none (paper law, dense)", "paper"),
+    "TimmDense": (TimmDense, "none (timm law, dense)", "timm"),
+    "PrivateGeneratorDense": (PrivateGeneratorDense, "none (private generator per call)", "paper"),
+}
 
 # name, fault description, Fault fields, declared profile, below the detection limit
 _SPECS: list[tuple[str, str, dict[str, Any], str, bool]] = [
     ("GammaX0_90", "gamma x 0.9", {"gamma_factor": 0.9}, "paper", False),
     ("GammaX1_10", "gamma x 1.1", {"gamma_factor": 1.1}, "paper", False),
-    ("GammaX1_05", "gamma x 1.05 (at the detection limit)", {"gamma_factor": 1.05}, "paper", True),
+    ("GammaX1_05", "gamma x 1.05", {"gamma_factor": 1.05}, "paper", False),
+    ("GammaX1_03", "gamma x 1.03", {"gamma_factor": 1.03}, "paper", False),
+    ("GammaX1_01", "gamma x 1.01 (below the detection limit)", {"gamma_factor": 1.01}, "paper", True),
+    ("Fp16Gamma", "gamma's denominator in float16 (overflows on 56x56 maps with k >= 5)", {"half_gamma": True},
+     "paper", False),
+    ("RowsFromWidth", "seed-region rows bounded by the width (keras-cv)", {"region": "rows_from_width"}, "paper",
+     False),
     ("UnrestrictedSeeds", "seeds at every position, blocks clipped", {"region": "all"}, "paper", False),
     ("TransposedRegion", "valid region built as (W, H) and reshaped to (H, W)", {"region": "transposed"},
      "paper", False),
@@ -157,6 +221,15 @@ _SPECS: list[tuple[str, str, dict[str, Any], str, bool]] = [
     ("ChannelShared", "one mask per sample, declared per channel", {"share": "channel"}, "paper", False),
     ("BatchShared", "one mask for the whole batch", {"share": "batch"}, "paper", False),
     ("SameMaskEveryCall", "the first mask is reused on every later call", {"cache_mask": True}, "paper", False),
+    ("InitialSeedStream", "uniforms from a generator seeded with torch.initial_seed(): unseeded calls repeat",
+     {"stream": "initial_seed"}, "paper", False),
+    ("StickyStream", "half the uniforms carried over to the next unseeded call", {"stream": "sticky"}, "paper",
+     False),
+    ("MirroredSamples", "sample i's seed field is sample i-1's mirrored left-right", {"mirror_samples": True},
+     "paper", False),
+    ("PositiveOnly", "drops only where the input is positive", {"positive_only": True}, "paper", False),
+    ("ScaleFromOutput", "scale counts the non-zero outputs instead of the kept units", {"norm": "from_output"},
+     "paper", False),
     ("PerSampleNorm", "rescaled per sample instead of globally", {"norm": "per_sample"}, "paper", False),
     ("NoNorm", "kept units not rescaled", {"norm": "none"}, "paper", False),
     ("ScaleTimesChannels", "scale off by the channel count", {"norm": "channel_off"}, "paper", False),

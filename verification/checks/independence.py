@@ -217,8 +217,8 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
 
 # ------------------------------------------------------------------------- maps of one call, and streams
 def _maps_layout(sharing: str) -> tuple[int, int] | None:
-    """``(N, C)`` of a call with 16 independent maps (channel 0 only when channels share a mask)."""
-    return {"none": (4, 4), "channel": (16, 1)}.get(sharing)
+    """``(N, C)`` of a call with 64 independent maps (one channel when channels share a mask)."""
+    return {"none": (8, 8), "channel": (64, 1)}.get(sharing)
 
 
 def _pair_tests(a_maps: torch.Tensor, b_maps: torch.Tensor, lat: np.ndarray, mean_count: float) -> dict:
@@ -231,8 +231,8 @@ def _pair_tests(a_maps: torch.Tensor, b_maps: torch.Tensor, lat: np.ndarray, mea
 def check_map_independence(adapter, ctx: Context) -> CheckResult:
     """T4.map_independence: the maps of one call are mutually independent.
 
-    H0: the 16 maps of a call (shape (4, 4, 14, 14); (16, 1, 14, 14) when channels share a mask; skipped
-    when the batch shares one) are independent. Call ``t`` pairs the maps by round ``t mod 15`` of a
+    H0: the 64 maps of a call (shape (8, 8, 14, 14); (64, 1, 14, 14) when channels share a mask; skipped
+    when the batch shares one) are independent. Call ``t`` pairs the maps by round ``t mod 63`` of a
     round-robin schedule (:func:`round_robin`), so every two maps are paired equally often; two Fisher
     exact tests over all pairs: co-drop at the independent lattice units, and "both dropped counts above the
     exact mean" (catches derivations that keep counts but move units, e.g. a mirrored copy). Bonferroni
@@ -247,7 +247,7 @@ def check_map_independence(adapter, ctx: Context) -> CheckResult:
     except ValueError as exc:
         return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
     lat, p_u, rows = _design(law, ctx, ctx.alpha / 2)
-    g = 16
+    g = layout[0] * layout[1]
     sched = round_robin(g)
     calls = min(max(len(sched), math.ceil(rows / (g // 2 * int(lat.sum())))), max(1, ctx.max_maps // g))
     shape = (*layout, *_SPATIAL)
@@ -307,7 +307,7 @@ def check_call_stream(adapter, ctx: Context) -> CheckResult:
     (1, 2, 3), disjoint pairs of calls ``(t, t + lag)`` give two Fisher exact tests on the same map of both
     calls: co-drop at the independent lattice units, and both dropped counts above the exact mean. Any two
     identical calls fail unless such a repeat is likely under H0 (its exact chance on the lattice units is
-    the p-value). Bonferroni over the seven tests. Calls of 16 independent maps (one map when the batch
+    the p-value). Bonferroni over the seven tests. Calls of 64 independent maps (one map when the batch
     shares a mask). The other statistical checks reseed before every call, so a stream that repeats or
     drifts shows only here. Design: enough calls that each lattice test detects a co-drop ``2 x
     rate_effect`` above independence with power 0.9; MDE: that relative excess.
