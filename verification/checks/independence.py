@@ -29,7 +29,6 @@ __all__ = ["check_input_independence", "check_sharing", "check_map_independence"
 #: Lags between calls tested by T4.call_stream.
 STREAM_LAGS = (1, 2, 3)
 _SPATIAL = (14, 14)
-_SHARE_CALL = (8, 8)
 _FISHER = "exact (Fisher's exact test, conditional on the margins: valid whatever the drop rate; Bonferroni)"
 TEXTS.update({
     "T4.sharing": (
@@ -166,7 +165,8 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
     H0: at the independent lattice units of 14 x 14 maps, the pairs of channels (2j, 2j + 1) of each sample
     and the pairs of samples (2i, 2i + 1) of each channel drop independently (Fisher's exact test over each
     kind of pair, each at ``alpha / 2``), or identically where the declared profile shares masks (then any
-    unit where the two differ fails). Calls of shape (8, 8, 14, 14).
+    unit where the two differ fails). Calls of shape (8, 8, 14, 14); (64, 2, 14, 14) when channels share a
+    mask (sample pairs of channel 0); 20 calls of (2, 2, 14, 14) when the batch shares one.
     Design: enough calls that each Fisher test detects a co-drop ``2 x
     rate_effect`` above independence with power 0.9; MDE: that relative co-drop excess at the final size.
     """
@@ -177,9 +177,11 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
     except ValueError as exc:
         return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
     lat, p_u, rows = _design(law, ctx, ctx.alpha / 2)
-    per_call = _SHARE_CALL[0] * _SHARE_CALL[1] // 2 * int(lat.sum())
-    calls = min(max(1, math.ceil(rows / per_call)), max(1, ctx.max_maps // 64))
-    shape = (*_SHARE_CALL, *_SPATIAL)
+    # 32 disjoint pairs of each kind per call where a Fisher test runs; a shared batch needs no statistics
+    layout = {"none": (8, 8), "channel": (64, 2), "batch": (2, 2)}[prof.sharing]
+    calls = 20 if prof.sharing == "batch" else min(max(1, math.ceil(rows / (32 * int(lat.sum())))),
+                                                     max(1, ctx.max_maps // 64))
+    shape = (*layout, *_SPATIAL)
     try:
         batch = draw_masks(adapter, shape, ctx.drop_prob, ctx.block_size, seed=ctx.seed(cid), n_batches=calls,
                            device=ctx.device, dtype=ctx.dtype, timeout=ctx.timeout)
@@ -187,8 +189,10 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
         return failure_result(cid, ctx, exc)
     d = batch.dropped.view(calls, *shape)
     shared = {"channel": prof.sharing in ("channel", "batch"), "batch": prof.sharing == "batch"}
-    # disjoint pairs: channels (2j, 2j + 1) of every sample, samples (2i, 2i + 1) of every channel
-    pairs = {"channel": (d[:, :, 0::2], d[:, :, 1::2]), "batch": (d[:, 0::2], d[:, 1::2])}
+    # disjoint pairs: channels (2j, 2j + 1) of every sample, samples (2i, 2i + 1) of every channel (of channel 0
+    # alone when channels share a mask: the other channels would repeat its rows)
+    ch = slice(0, 1) if shared["channel"] else slice(None)
+    pairs = {"channel": (d[:, :, 0::2], d[:, :, 1::2]), "batch": (d[:, 0::2, ch], d[:, 1::2, ch])}
     res, details = {}, {"p_u": p_u, "declared": prof.sharing}
     for name, (a, b) in pairs.items():
         f = fisher_pair(_unit_rows(a, lat), _unit_rows(b, lat))
@@ -197,7 +201,7 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
         details.update({f"{name}_codrop": f["codrop"], f"{name}_conditional": f["conditional"],
                         f"{name}_marginal": f["marginal"], f"{name}_lift": f["lift"], f"{name}_differ": differ})
     worst = min(res, key=res.__getitem__)
-    n = calls * per_call
+    n = int(_unit_rows(pairs["batch"][0], lat).numel())
 
     def says(name: str) -> str:
         got = details[f"{name}_conditional"]
