@@ -35,7 +35,8 @@ from .design import (
 from .grid import points_for
 from .statistical import _draw, _seed_parts
 
-__all__ = ["check_seed_layer", "check_count_distribution", "spread_test", "spread_mde", "COUNT_MAPS"]
+__all__ = ["check_seed_layer", "check_count_distribution", "spread_test", "spread_mde", "seed_layer_maps",
+           "tail_thresholds", "count_thresholds", "COUNT_MAPS"]
 
 #: Maps per sample drawn by T7 and T7.cpu_vs_cuda, per budget.
 COUNT_MAPS = {"smoke": 2000, "standard": 20000, "thorough": 100000}
@@ -54,7 +55,7 @@ TEXTS.update({
 })
 
 
-def _tails(n: int, p: float) -> tuple[int, int]:
+def tail_thresholds(n: int, p: float) -> tuple[int, int]:
     """Count thresholds ``a < b`` of Binomial(n, p) whose tails ``X <= a`` and ``X >= b`` are nearest to
     :data:`_TAIL` in probability (each at least one value from the mean)."""
     x = np.arange(n + 1)
@@ -65,18 +66,24 @@ def _tails(n: int, p: float) -> tuple[int, int]:
     return a, b
 
 
+def seed_layer_maps(gamma: float, trials_per_map: int, ctx: Context, alpha_test: float) -> int:
+    """Maps T5 asks for: at least 2 000, and enough that a binomial test of ``trials_per_map`` units per map at
+    ``alpha_test`` detects ``gamma * (1 + GAMMA_EFFECT[budget])`` with power 0.9."""
+    need = 2000
+    if 0.0 < gamma < 1.0:
+        need = max(need, math.ceil(binomial_sample_size(gamma, gamma * (1 + GAMMA_EFFECT[ctx.budget]), alpha_test)
+                                   / trials_per_map))
+    return min(ctx.max_maps, need)
+
+
 def _seed_layer_k1(adapter, ctx, cid, index, pt, alpha_test):
     law = mask_law(pt.sizes, 1, pt.drop_prob, adapter.profile)
     gamma, n_units = law.gamma, law.n_units
-    rel = GAMMA_EFFECT[ctx.budget]
-    need = 2000
-    if 0.0 < gamma < 1.0:
-        need = max(need, math.ceil(binomial_sample_size(gamma, gamma * (1 + rel), alpha_test) / n_units))
     dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, 1,
-                           min(ctx.max_maps, need))
+                           seed_layer_maps(gamma, n_units, ctx, alpha_test))
     counts = dropped.flatten(1).sum(1).numpy().astype(np.int64)
     m = counts.size
-    a, b = _tails(n_units, gamma)
+    a, b = tail_thresholds(n_units, gamma)
     pi_lo, pi_hi = float(stats.binom.cdf(a, n_units, gamma)), float(stats.binom.sf(b - 1, n_units, gamma))
     lo, hi = int((counts <= a).sum()), int((counts >= b).sum())
     total = int(counts.sum())
@@ -92,11 +99,8 @@ def _seed_layer_whole(adapter, ctx, cid, index, pt, alpha_test):
     if law.seed_layer_reduction() != "whole_map":
         return None
     gamma = law.gamma
-    need = 2000
-    if 0.0 < gamma < 1.0:
-        need = max(need, binomial_sample_size(gamma, gamma * (1 + GAMMA_EFFECT[ctx.budget]), alpha_test))
     dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, pt.block_size,
-                           min(ctx.max_maps, need))
+                           seed_layer_maps(gamma, 1, ctx, alpha_test))
     frac = dropped.flatten(1).double().mean(1).numpy()
     whole, partial = int((frac == 1.0).sum()), int(((frac > 0) & (frac < 1)).sum())
     m = frac.size

@@ -29,6 +29,10 @@ from .grid import ConfigPoint, points_for
 from .statistical import _draw, _seed_parts
 
 __all__ = [
+    "pair_design",
+    "pair_law",
+    "tiny_law",
+    "cells",
     "check_pair_profile",
     "check_tiny_mask_law",
     "pair_layout",
@@ -113,19 +117,29 @@ def _profile_by_distance(values: np.ndarray, labels, anchor: str, k: int) -> lis
             for dist in range(1, k + 2)]
 
 
-def _pair_point(adapter, ctx, cid, index, pt, law, alpha_pt) -> dict:
-    k = pt.block_size
-    size = pt.sizes[0]
-    u, v, labels = pair_layout(size, k)
+def pair_design(law, ctx: Context, alpha_pt: float) -> dict:
+    """T3's design at one point: the pairs, their exact co-drop probabilities, the per-pair level, the
+    reference pair's probability and the maps to ask for (a relative error ``2 x rate_effect``, power 0.9)."""
+    k = law.block_size
+    u, v, labels = pair_layout(law.sizes[0], k)
     expected = law.pair_drop_probability(u, v)
-    n_pairs = len(labels)
-    alpha_pair = alpha_pt / n_pairs
+    alpha_pair = alpha_pt / len(labels)
     ref = float(expected[labels.index(("interior", "right", k))])
     n_maps = 1000
     if 0.0 < ref < 1.0:
         n_maps = max(1000, binomial_sample_size(ref, ref * (1 - 2 * ctx.rate_effect), alpha_pair))
-    dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, k,
-                           min(ctx.max_maps, n_maps))
+    return {"u": u, "v": v, "labels": labels, "expected": expected, "alpha_pair": alpha_pair, "ref": ref,
+            "n_maps": min(ctx.max_maps, n_maps)}
+
+
+def _pair_point(adapter, ctx, cid, index, pt, law, alpha_pt) -> dict:
+    k = pt.block_size
+    size = pt.sizes[0]
+    dz = pair_design(law, ctx, alpha_pt)
+    u, v, labels, expected, alpha_pair, ref = (dz[key] for key in ("u", "v", "labels", "expected", "alpha_pair",
+                                                                    "ref"))
+    n_pairs = len(labels)
+    dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, k, dz["n_maps"])
     m = dropped.shape[0]
     both = (dropped[:, u[:, 0], u[:, 1]] & dropped[:, v[:, 0], v[:, 1]]).sum(0).numpy().astype(np.int64)
     pvals = exact_binom_pvalues(both, m, expected)
@@ -149,7 +163,7 @@ def _pair_point(adapter, ctx, cid, index, pt, law, alpha_pt) -> dict:
                 "size": [size, size], "block_size": k, "drop_prob": pt.drop_prob, "pairs": n_pairs}}
 
 
-def _pair_law(pt: ConfigPoint, profile):
+def pair_law(pt: ConfigPoint, profile):
     size = max(pt.sizes[0], 2 * pt.block_size + 3)
     return mask_law((size, size), pt.block_size, pt.drop_prob, profile)
 
@@ -176,7 +190,7 @@ def check_pair_profile(adapter, ctx: Context) -> CheckResult:
     cid = "T3.pair_profile"
     if (skip := _skip_3d(cid, ctx)) is not None:
         return skip
-    valid, skipped = _valid_points(cid, ctx, adapter.profile, _pair_law)
+    valid, skipped = _valid_points(cid, ctx, adapter.profile, pair_law)
     if not valid:
         return make_result(cid, ctx, "skip", "profile rejects every point: " + "; ".join(skipped))
     alpha_pt = ctx.alpha / len(valid)
@@ -203,7 +217,7 @@ def check_pair_profile(adapter, ctx: Context) -> CheckResult:
 
 
 # ------------------------------------------------------------------------------------ T6: tiny mask law
-def _cells(dist, m: int) -> tuple[np.ndarray, int]:
+def cells(dist, m: int) -> tuple[np.ndarray, int]:
     """Cell of each mask: its own when it expects >= 5 of ``m`` maps (masks are sorted by probability),
     else one pooled cell. Returns the cell index per mask and the number of cells."""
     keep = int(np.sum(dist.probabilities * m >= _MIN_CELL))
@@ -211,7 +225,7 @@ def _cells(dist, m: int) -> tuple[np.ndarray, int]:
     return cell, int(cell.max()) + 1
 
 
-def _tiny_law(pt: ConfigPoint, profile):
+def tiny_law(pt: ConfigPoint, profile):
     reasons = []
     for sizes in (pt.sizes, _TINY_FALLBACK.get(pt.sizes)):
         if sizes is None:
@@ -235,7 +249,7 @@ def _tiny_point(adapter, ctx, cid, index, pt, dist, alpha_pt) -> dict:
         bad = dropped[int(np.argmax(idx < 0))].numpy().astype(int)
         return {**row, "pvalue": 0.0, "outside": outside, "example": bad.tolist(), "effect": outside / m,
                 "mde": None, "cells": 0}
-    cell, n_cells = _cells(dist, m)
+    cell, n_cells = cells(dist, m)
     p_cell = np.bincount(cell, weights=dist.probabilities, minlength=n_cells)
     observed = np.bincount(cell[idx], minlength=n_cells)
     pvals = exact_binom_pvalues(observed, m, p_cell)
@@ -270,7 +284,7 @@ def check_tiny_mask_law(adapter, ctx: Context) -> CheckResult:
     cid = "T6.tiny_mask_law"
     if (skip := _skip_3d(cid, ctx)) is not None:
         return skip
-    valid, skipped = _valid_points(cid, ctx, adapter.profile, _tiny_law)
+    valid, skipped = _valid_points(cid, ctx, adapter.profile, tiny_law)
     if not valid:
         return make_result(cid, ctx, "skip", "no tiny map with an enumerable law: " + "; ".join(skipped))
     alpha_pt = ctx.alpha / len(valid)

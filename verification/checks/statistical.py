@@ -36,6 +36,9 @@ from .design import (
 from .grid import ConfigPoint, points_for
 
 __all__ = [
+    "lattice_design",
+    "position_design",
+    "maps_drawn",
     "check_lattice_rate",
     "check_position_profile",
     "check_half_rate",
@@ -116,18 +119,29 @@ def _gamma_power(gamma: float, n_cov: int, n: int, alpha: float, rel: float) -> 
     return min(binomial_power(p0, p1, n, alpha) for p1 in _gamma_rates(gamma, n_cov, rel))
 
 
-def _lattice_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, alpha_pt: float) -> dict:
-    law = mask_law(pt.sizes, pt.block_size, pt.drop_prob, adapter.profile)
-    gamma = law.gamma
+def maps_drawn(sharing: str, n_maps: int, spatial: tuple[int, ...]) -> int:
+    """Independent maps :func:`_draw` returns when asked for ``n_maps`` (whole calls, so at least as many)."""
+    shape, calls = _independent_layout(sharing, n_maps, tuple(spatial))
+    return calls * shape[0] * (shape[1] if sharing == "none" else 1)
+
+
+def lattice_design(law: DropBlockLaw, ctx: Context, alpha_pt: float) -> tuple[np.ndarray, int, float, int]:
+    """T1's design at one point: lattice, ``n_max``, ``p_u`` and the maps to ask for, so that the binomial test
+    at ``alpha_pt`` detects ``gamma * (1 -/+ GAMMA_EFFECT[budget])`` with power 0.9."""
     lat, n_max, p0 = _max_coverage_lattice(law)
     per_map = int(lat.sum())
-    rel = GAMMA_EFFECT[ctx.budget]
     if 0.0 < p0 < 1.0:
-        p1 = min(_gamma_rates(gamma, n_max, rel), key=lambda r: abs(r - p0))
+        p1 = min(_gamma_rates(law.gamma, n_max, GAMMA_EFFECT[ctx.budget]), key=lambda r: abs(r - p0))
         need = binomial_sample_size(p0, p1, alpha_pt) if p1 != p0 else per_map
     else:
         need = per_map * 200
-    n_maps = max(200, min(ctx.max_maps, math.ceil(need / per_map)))
+    return lat, n_max, p0, max(200, min(ctx.max_maps, math.ceil(need / per_map)))
+
+
+def _lattice_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, alpha_pt: float) -> dict:
+    law = mask_law(pt.sizes, pt.block_size, pt.drop_prob, adapter.profile)
+    gamma = law.gamma
+    lat, n_max, p0, n_maps = lattice_design(law, ctx, alpha_pt)
     dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, pt.block_size,
                            n_maps)
     sel = dropped[:, torch.from_numpy(lat)]
@@ -203,18 +217,24 @@ def check_half_rate(adapter, ctx: Context) -> CheckResult:
     return check_lattice_rate(adapter, ctx, cid="P.half_rate")
 
 
-def _position_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, alpha_pt: float) -> dict:
-    law = mask_law(pt.sizes, pt.block_size, pt.drop_prob, adapter.profile)
+def position_design(law: DropBlockLaw, ctx: Context, alpha_pt: float) -> tuple[int, float, float, int]:
+    """T2's design at one point: groups of identical positions, the per-position level, the least positive
+    drop probability and the maps to ask for (a relative error ``2 x rate_effect`` there, power 0.9)."""
     p_map = law.drop_probability_map()
-    groups = law.unit_groups()
-    n_groups = int(groups.max()) + 1
+    n_groups = int(law.unit_groups().max()) + 1
     alpha_pos = alpha_pt / n_groups
     positive = p_map[p_map > 0]
     p_min = float(positive.min()) if positive.size else 0.0
     n_maps = 1000
     if 0.0 < p_min < 1.0:
         n_maps = max(n_maps, binomial_sample_size(p_min, p_min * (1 - 2 * ctx.rate_effect), alpha_pos))
-    n_maps = min(ctx.max_maps, n_maps)
+    return n_groups, alpha_pos, p_min, min(ctx.max_maps, n_maps)
+
+
+def _position_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, alpha_pt: float) -> dict:
+    law = mask_law(pt.sizes, pt.block_size, pt.drop_prob, adapter.profile)
+    p_map = law.drop_probability_map()
+    n_groups, alpha_pos, p_min, n_maps = position_design(law, ctx, alpha_pt)
     dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, pt.block_size,
                            n_maps)
     m = dropped.shape[0]
