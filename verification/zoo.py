@@ -74,7 +74,7 @@ def summarise(runs: list[dict]) -> list[dict]:
                            | {"seeds": 0, "kills": 0, "checks": Counter(), "seconds": 0.0})
         s["seeds"] += 1
         s["kills"] += bool(r["killed"])
-        s["checks"].update(f.split("[")[0] for f in r["failed"])
+        s["checks"].update({f.split("[")[0] for f in r["failed"]})  # seeds in which each check rejected
         s["seconds"] += r["seconds"]
     rows = list(out.values())
     for s in rows:
@@ -99,7 +99,7 @@ def table(summaries: dict[str, list[dict]]) -> str:
     by_name = {b: {s["name"]: s for s in rows} for b, rows in summaries.items()}
     first = summaries[budgets[0]]
     head = ("| mutant | fault | declared | " + " | ".join(f"killed ({b})" for b in budgets)
-            + f" | rejected by ({budgets[0]}; seeds) | ok |")
+            + f" | rejected by ({budgets[0]}: seeds) | ok |")
     lines = [head, "|" + "---|" * (len(budgets) + 5)]
     for s in first:
         kills = " | ".join(f"{by_name[b][s['name']]['kills']}/{by_name[b][s['name']]['seeds']}"
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.merge:
             with open(path, encoding="utf-8") as fh:
                 saved = json.load(fh)
-            summaries[saved["budget"]] = saved["summary"]
+            summaries[saved["budget"]] = summarise(saved["runs"])
         print(table(summaries))
         return 0 if all(s["ok"] for rows in summaries.values() for s in rows) else 1
     names = args.only or [*CONTROLS, *MUTANTS, *SCHEDULER_MUTANTS]

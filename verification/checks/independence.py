@@ -24,7 +24,7 @@ from .design import TEXTS, binomial_mde, binomial_sample_size, bonferroni, stat_
 from .statistical import _max_coverage_lattice
 
 __all__ = ["check_input_independence", "check_sharing", "check_map_independence", "check_call_stream",
-           "fisher_pair", "round_robin", "STREAM_LAGS"]
+           "fisher_pair", "fisher_components", "round_robin", "STREAM_LAGS"]
 
 #: Lags between calls tested by T4.call_stream.
 STREAM_LAGS = (1, 2, 3)
@@ -157,6 +157,38 @@ def _unit_rows(d: torch.Tensor, lat: np.ndarray) -> torch.Tensor:
     return d[..., torch.from_numpy(lat)]
 
 
+def fisher_components(cid: str, law, ctx: Context) -> dict:
+    """The design of a T4 check: calls, and each Fisher test's rows and level (``(name, rows, level)``).
+
+    Rows per test: T4.sharing, 32 disjoint pairs per call times the lattice units (none when the batch shares
+    one mask: identity needs no statistics); T4.map_independence, ``g / 2`` pairs per call (times the lattice
+    units, or once for the counts); T4.call_stream, the disjoint pairs of calls at each lag times the ``g``
+    maps (times the lattice units, or once for the counts), plus the repeat test.
+    """
+    sharing = law.profile.sharing
+    n_tests = {"T4.sharing": 2, "T4.map_independence": 2, "T4.call_stream": 2 * len(STREAM_LAGS) + 1}[cid]
+    level = ctx.alpha / n_tests
+    lat, p_u, rows = _design(law, ctx, level)
+    units = int(lat.sum())
+    tests: list[tuple[str, int, float]] = []
+    if cid == "T4.sharing":
+        calls = 20 if sharing == "batch" else min(max(1, math.ceil(rows / (32 * units))), max(1, ctx.max_maps // 64))
+        kinds = {"none": ("channel", "batch"), "channel": ("batch",), "batch": ()}[sharing]
+        tests = [(k, calls * 32 * units, level) for k in kinds]
+        return {"lat": lat, "p_u": p_u, "calls": calls, "tests": tests, "g": None}
+    layout = _maps_layout(sharing) or (1, 1)
+    g = layout[0] * layout[1]
+    if cid == "T4.map_independence":
+        calls = min(max(g - 1, math.ceil(rows / (g // 2 * units))), max(1, ctx.max_maps // g))
+        tests = [("units", calls * g // 2 * units, level), ("counts", calls * g // 2, level)]
+    else:
+        calls = min(max(60, math.ceil(2 * rows / (g * units)) + 2 * max(STREAM_LAGS)), max(60, ctx.max_maps // g))
+        for lag in STREAM_LAGS:
+            pairs = len(_lag_pairs(calls, lag)[0])
+            tests += [(f"lag{lag}_units", pairs * g * units, level), (f"lag{lag}_counts", pairs * g, level)]
+    return {"lat": lat, "p_u": p_u, "calls": calls, "tests": tests, "g": g, "layout": layout}
+
+
 # ------------------------------------------------------------------------------------------------ sharing
 def check_sharing(adapter, ctx: Context) -> CheckResult:
     """T4.sharing: masks of two channels of one sample, and of two samples, are shared or independent as
@@ -176,11 +208,10 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
         law = mask_law(_SPATIAL, ctx.block_size, ctx.drop_prob, prof)
     except ValueError as exc:
         return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    lat, p_u, rows = _design(law, ctx, ctx.alpha / 2)
+    dz = fisher_components(cid, law, ctx)
+    lat, p_u, calls = dz["lat"], dz["p_u"], dz["calls"]
     # 32 disjoint pairs of each kind per call where a Fisher test runs; a shared batch needs no statistics
     layout = {"none": (8, 8), "channel": (64, 2), "batch": (2, 2)}[prof.sharing]
-    calls = 20 if prof.sharing == "batch" else min(max(1, math.ceil(rows / (32 * int(lat.sum())))),
-                                                     max(1, ctx.max_maps // 64))
     shape = (*layout, *_SPATIAL)
     try:
         batch = draw_masks(adapter, shape, ctx.drop_prob, ctx.block_size, seed=ctx.seed(cid), n_batches=calls,
@@ -250,10 +281,9 @@ def check_map_independence(adapter, ctx: Context) -> CheckResult:
         law = mask_law(_SPATIAL, ctx.block_size, ctx.drop_prob, adapter.profile)
     except ValueError as exc:
         return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    lat, p_u, rows = _design(law, ctx, ctx.alpha / 2)
-    g = layout[0] * layout[1]
+    dz = fisher_components(cid, law, ctx)
+    lat, p_u, calls, g = dz["lat"], dz["p_u"], dz["calls"], dz["g"]
     sched = round_robin(g)
-    calls = min(max(len(sched), math.ceil(rows / (g // 2 * int(lat.sum())))), max(1, ctx.max_maps // g))
     shape = (*layout, *_SPATIAL)
     try:
         batch = draw_masks(adapter, shape, ctx.drop_prob, ctx.block_size, seed=ctx.seed(cid), n_batches=calls,
@@ -322,11 +352,8 @@ def check_call_stream(adapter, ctx: Context) -> CheckResult:
     except ValueError as exc:
         return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
     n_tests = 2 * len(STREAM_LAGS) + 1
-    lat, p_u, rows = _design(law, ctx, ctx.alpha / n_tests)
-    layout = _maps_layout(adapter.profile.sharing) or (1, 1)
-    g = layout[0] * layout[1]
-    per_pair = g * int(lat.sum())
-    calls = min(max(60, math.ceil(2 * rows / per_pair) + 2 * max(STREAM_LAGS)), max(60, ctx.max_maps // g))
+    dz = fisher_components(cid, law, ctx)
+    lat, p_u, calls, g, layout = dz["lat"], dz["p_u"], dz["calls"], dz["g"], dz["layout"]
     shape = (*layout, *_SPATIAL)
     try:
         batch = draw_masks(adapter, shape, ctx.drop_prob, ctx.block_size, seed=ctx.seed(cid), n_batches=calls,

@@ -22,7 +22,7 @@ from .design import POWER, TEXTS, bonferroni, solve_mde, stat_result, union_powe
 from .law_checks import _skip_3d
 from .statistical import _draw
 
-__all__ = ["check_rate_curve", "bernstein_pvalue", "bernstein_halfwidth", "bernstein_sample_size",
+__all__ = ["check_rate_curve", "curve_maps", "bernstein_pvalue", "bernstein_halfwidth", "bernstein_sample_size",
            "RATE_CURVE_PROBS"]
 
 #: Drop probabilities of the rate curve.
@@ -95,6 +95,23 @@ def _curve_power(law, m: int, sd: float, bound: float, alpha_pt: float, rel: flo
     return float(stats.norm.cdf((min(shifts) - half) / (sd / math.sqrt(m))))
 
 
+def curve_maps(laws, ctx: Context) -> int:
+    """Maps per point: every point's Bernstein test (at ``alpha / points``) detects the smaller shift of the
+    mean caused by ``gamma x (1 -/+ rate_effect)`` with power 0.9; at least 200, at most a share of the map
+    limit."""
+    alpha_pt = ctx.alpha / len(laws)
+    need = 1
+    for law in laws:
+        e, sd = law.expected_fraction(), law.sd_fraction()
+        alts = [mask_law(law.sizes, law.block_size, law.drop_prob, law.profile, gamma=min(1.0, law.gamma * f))
+                for f in (1 - ctx.rate_effect, 1 + ctx.rate_effect)]
+        alt = min(alts, key=lambda a: abs(a.expected_fraction() - e))
+        delta = abs(alt.expected_fraction() - e)
+        if delta > 0 and sd > 0:
+            need = max(need, bernstein_sample_size(delta, sd, alt.sd_fraction(), max(e, 1.0 - e), alpha_pt))
+    return max(200, min(need, ctx.max_maps // len(laws)))
+
+
 def check_rate_curve(adapter, ctx: Context) -> CheckResult:
     """T1.rate_curve: mean drop fraction per map at ``drop_prob`` in (0.05, 0.1, 0.2, 0.3, 0.5), 14 x 14, ``k``
     from the context, equals the declared law's exact expectation.
@@ -126,15 +143,7 @@ def check_rate_curve(adapter, ctx: Context) -> CheckResult:
     means = [law.expected_fraction() for law in laws]
     sds = [law.sd_fraction() for law in laws]
     bounds = [max(e, 1.0 - e) for e in means]
-    need = 1
-    for law, e, sd, b in zip(laws, means, sds, bounds):
-        alts = [mask_law(spatial, k, law.drop_prob, prof, gamma=min(1.0, law.gamma * f))
-                for f in (1 - ctx.rate_effect, 1 + ctx.rate_effect)]
-        alt = min(alts, key=lambda a: abs(a.expected_fraction() - e))
-        delta = abs(alt.expected_fraction() - e)
-        if delta > 0 and sd > 0:
-            need = max(need, bernstein_sample_size(delta, sd, alt.sd_fraction(), b, alpha_pt))
-    n_maps = max(200, min(need, ctx.max_maps // n_pts))
+    n_maps = curve_maps(laws, ctx)
     observed, pvals, zs, half = [], [], [], []
     for p in RATE_CURVE_PROBS:
         try:
