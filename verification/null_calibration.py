@@ -39,7 +39,7 @@ from .checks.grid import points_for
 from .checks.independence import STREAM_LAGS, fisher_components
 from .checks.law_checks import TINY_MAPS, cells, pair_design, pair_law, tiny_law
 from .checks.rate_curve import RATE_CURVE_PROBS, bernstein_halfwidth, curve_maps
-from .checks.statistical import lattice_design, maps_drawn, position_design
+from .checks.statistical import lattice_design, maps_drawn, position_design, valid_points
 from .engine import plan_checks
 from .theory import mask_law
 
@@ -104,12 +104,7 @@ def _simulate(draw, decide, replicates: int, rng: np.random.Generator) -> dict:
 
 # ---------------------------------------------------------------------------------------------- per check
 def _lattice(cid, ctx, prof, rng, per_alpha):
-    points = []
-    for pt in points_for(cid, ctx):
-        try:
-            points.append(mask_law(pt.sizes, pt.block_size, pt.drop_prob, prof))
-        except ValueError:
-            continue
+    points = [law for _, _, law in valid_points(cid, ctx, prof)[0]]
     level = ctx.alpha / len(points)
     comps = []
     for law in points:
@@ -128,12 +123,7 @@ def _lattice(cid, ctx, prof, rng, per_alpha):
 
 
 def _positions(cid, ctx, prof):
-    points, total = [], 0.0
-    for pt in points_for(cid, ctx):
-        try:
-            points.append(mask_law(pt.sizes, pt.block_size, pt.drop_prob, prof))
-        except ValueError:
-            continue
+    points, total = [law for _, _, law in valid_points(cid, ctx, prof)[0]], 0.0
     comps = 0
     for law in points:
         _, alpha_pos, _, n_maps = position_design(law, ctx, ctx.alpha / len(points))
@@ -146,12 +136,7 @@ def _positions(cid, ctx, prof):
 
 
 def _pairs(ctx, prof):
-    laws = []
-    for pt in points_for("T3.pair_profile", ctx):
-        try:
-            laws.append(pair_law(pt, prof))
-        except ValueError:
-            continue
+    laws = [law for _, _, law in valid_points("T3.pair_profile", ctx, prof, pair_law)[0]]
     total, comps = 0.0, 0
     for law in laws:
         d = pair_design(law, ctx, ctx.alpha / len(laws))
@@ -162,12 +147,7 @@ def _pairs(ctx, prof):
 
 
 def _tiny(ctx, prof, rng, per_alpha):
-    dists = []
-    for pt in points_for("T6.tiny_mask_law", ctx):
-        try:
-            dists.append(tiny_law(pt, prof))
-        except ValueError:
-            continue
+    dists = [d for _, _, d in valid_points("T6.tiny_mask_law", ctx, prof, tiny_law)[0]]
     level = ctx.alpha / len(dists)
     total, comps, specs = 0.0, 0, []
     for dist in dists:

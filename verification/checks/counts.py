@@ -36,7 +36,7 @@ from .grid import points_for
 from .statistical import _draw, _seed_parts
 
 __all__ = ["check_seed_layer", "check_count_distribution", "spread_test", "spread_mde", "seed_layer_maps",
-           "tail_thresholds", "count_thresholds", "COUNT_MAPS"]
+           "tail_thresholds", "count_thresholds", "spread_result", "COUNT_MAPS"]
 
 #: Maps per sample drawn by T7 and T7.cpu_vs_cuda, per budget.
 COUNT_MAPS = {"smoke": 2000, "standard": 20000, "thorough": 100000}
@@ -232,15 +232,21 @@ def check_count_distribution(adapter, ctx: Context) -> CheckResult:
     ref = drop_block(torch.ones((ours.size, 1, *spatial)), ctx.drop_prob, ctx.block_size,
                      spatial_dims=len(spatial), profile=prof.replace(sharing="none"), generator=gen)
     theirs = (ref == 0).flatten(1).sum(1).numpy()
+    return spread_result(cid, ctx, law, ours, theirs, ("implementation", "reference"), shape)
+
+
+def spread_result(cid: str, ctx: Context, law, a: np.ndarray, b: np.ndarray, labels: tuple[str, str],
+                  shape) -> CheckResult:
+    """The result of :func:`spread_test` on two samples of per-map counts, thresholds from ``law``."""
     lo, hi = count_thresholds(law)
-    res = spread_test(ours, theirs, lo, hi)
+    res = spread_test(a, b, lo, hi)
     t = res["tests"]
     return stat_result(
         cid, ctx, res["pvalue"],
-        f"dropped units per map: mean {ours.mean():.2f} (sd {ours.std():.2f}) vs reference {theirs.mean():.2f} "
-        f"(sd {theirs.std():.2f}); share below {lo:.1f}: {t['low']['shares'][0]:.4f} vs {t['low']['shares'][1]:.4f}, "
-        f"above {hi:.1f}: {t['high']['shares'][0]:.4f} vs {t['high']['shares'][1]:.4f}; {ours.size} maps each",
-        n=int(ours.size), mde=spread_mde(int(ours.size), ctx.alpha), mde_unit="ratio of count standard deviations",
+        f"dropped units per map: {labels[0]} mean {a.mean():.2f} (sd {a.std():.2f}), {labels[1]} {b.mean():.2f} "
+        f"(sd {b.std():.2f}); share below {lo:.1f}: {t['low']['shares'][0]:.4f} vs {t['low']['shares'][1]:.4f}, "
+        f"above {hi:.1f}: {t['high']['shares'][0]:.4f} vs {t['high']['shares'][1]:.4f}; {a.size} maps each",
+        n=int(a.size), mde=spread_mde(int(a.size), ctx.alpha), mde_unit="ratio of count standard deviations",
         statistic=float(min(t["low"]["pvalue"], t["high"]["pvalue"])), effect=res["sd_ratio"],
         reproduction=ctx.reproduction(shape), details={"thresholds": [lo, hi], "tests": t},
     )

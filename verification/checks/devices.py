@@ -8,8 +8,8 @@ from ..results import CheckResult
 from ..sampler import CallFailure, call_guarded, seeded
 from ..theory import mask_law
 from .base import Context, failure_result, make_result
-from .counts import COUNT_MAPS, count_thresholds, spread_mde, spread_test
-from .design import TEXTS, stat_result
+from .counts import COUNT_MAPS, spread_result
+from .design import TEXTS
 from .statistical import _draw
 
 __all__ = ["check_cpu_vs_cuda", "check_memory_leak"]
@@ -47,18 +47,7 @@ def check_cpu_vs_cuda(adapter, ctx: Context) -> CheckResult:
         return failure_result(cid, ctx, exc)
     a = on_gpu.flatten(1).sum(1).numpy()
     b = on_cpu.flatten(1).sum(1).numpy()
-    lo, hi = count_thresholds(law)
-    res = spread_test(a, b, lo, hi)
-    t = res["tests"]
-    return stat_result(
-        cid, ctx, res["pvalue"],
-        f"dropped units per map on CUDA: mean {a.mean():.2f} (sd {a.std():.2f}); on the CPU {b.mean():.2f} "
-        f"(sd {b.std():.2f}); shares below {lo:.1f} {t['low']['shares'][0]:.4f} / {t['low']['shares'][1]:.4f}, "
-        f"above {hi:.1f} {t['high']['shares'][0]:.4f} / {t['high']['shares'][1]:.4f}; {a.size} maps each",
-        n=int(a.size), mde=spread_mde(int(a.size), ctx.alpha), mde_unit="ratio of count standard deviations",
-        statistic=float(min(t["low"]["pvalue"], t["high"]["pvalue"])), effect=res["sd_ratio"],
-        reproduction=ctx.reproduction(shape), details={"thresholds": [lo, hi], "tests": t},
-    )
+    return spread_result(cid, ctx, law, a, b, ("on CUDA", "on the CPU"), shape)
 
 
 def check_memory_leak(adapter, ctx: Context) -> CheckResult:

@@ -153,6 +153,11 @@ def _design(law, ctx: Context, alpha_test: float) -> tuple[np.ndarray, float, in
     return lat, p_u, rows
 
 
+def _draw_calls(adapter, ctx: Context, cid: str, shape: tuple[int, ...], calls: int, reseed: bool = True):
+    return draw_masks(adapter, shape, ctx.drop_prob, ctx.block_size, seed=ctx.seed(cid), n_batches=calls,
+                      device=ctx.device, dtype=ctx.dtype, timeout=ctx.timeout, reseed=reseed)
+
+
 def _unit_rows(d: torch.Tensor, lat: np.ndarray) -> torch.Tensor:
     return d[..., torch.from_numpy(lat)]
 
@@ -214,8 +219,7 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
     layout = {"none": (8, 8), "channel": (64, 2), "batch": (2, 2)}[prof.sharing]
     shape = (*layout, *_SPATIAL)
     try:
-        batch = draw_masks(adapter, shape, ctx.drop_prob, ctx.block_size, seed=ctx.seed(cid), n_batches=calls,
-                           device=ctx.device, dtype=ctx.dtype, timeout=ctx.timeout)
+        batch = _draw_calls(adapter, ctx, cid, shape, calls)
     except CallFailure as exc:
         return failure_result(cid, ctx, exc)
     d = batch.dropped.view(calls, *shape)
@@ -286,8 +290,7 @@ def check_map_independence(adapter, ctx: Context) -> CheckResult:
     sched = round_robin(g)
     shape = (*layout, *_SPATIAL)
     try:
-        batch = draw_masks(adapter, shape, ctx.drop_prob, ctx.block_size, seed=ctx.seed(cid), n_batches=calls,
-                           device=ctx.device, dtype=ctx.dtype, timeout=ctx.timeout)
+        batch = _draw_calls(adapter, ctx, cid, shape, calls)
     except CallFailure as exc:
         return failure_result(cid, ctx, exc)
     maps = batch.dropped.view(calls, g, *_SPATIAL)
@@ -356,8 +359,7 @@ def check_call_stream(adapter, ctx: Context) -> CheckResult:
     lat, p_u, calls, g, layout = dz["lat"], dz["p_u"], dz["calls"], dz["g"], dz["layout"]
     shape = (*layout, *_SPATIAL)
     try:
-        batch = draw_masks(adapter, shape, ctx.drop_prob, ctx.block_size, seed=ctx.seed(cid), n_batches=calls,
-                           device=ctx.device, dtype=ctx.dtype, timeout=ctx.timeout, reseed=False)
+        batch = _draw_calls(adapter, ctx, cid, shape, calls, reseed=False)
     except CallFailure as exc:
         return failure_result(cid, ctx, exc)
     maps = batch.dropped.view(calls, g, *_SPATIAL)

@@ -14,9 +14,8 @@ import numpy as np
 from scipy import stats
 
 from ..results import CheckResult
-from ..sampler import CallFailure
 from ..theory import mask_law
-from .base import Context, failure_result, make_result
+from .base import Context, make_result
 from .design import (
     TEXTS,
     binomial_mde,
@@ -25,8 +24,8 @@ from .design import (
     exact_binom_pvalues,
     stat_result,
 )
-from .grid import ConfigPoint, points_for
-from .statistical import _draw, _seed_parts
+from .grid import ConfigPoint
+from .statistical import _draw, _seed_parts, run_points
 
 __all__ = [
     "pair_design",
@@ -63,21 +62,6 @@ TEXTS.update({
 
 def _skip_3d(cid: str, ctx: Context) -> CheckResult | None:
     return make_result(cid, ctx, "skip", "2D check") if ctx.dims != 2 else None
-
-
-def _valid_points(cid, ctx, profile, fn=None):
-    """Points of ``cid`` whose law the profile accepts, and the reasons for the others."""
-    valid, skipped = [], []
-    for i, pt in enumerate(points_for(cid, ctx)):
-        try:
-            valid.append((i, pt, (fn or _plain_law)(pt, profile)))
-        except ValueError as exc:
-            skipped.append(f"{pt.label}: {exc}")
-    return valid, skipped
-
-
-def _plain_law(pt: ConfigPoint, profile):
-    return mask_law(pt.sizes, pt.block_size, pt.drop_prob, profile)
 
 
 # ------------------------------------------------------------------------------------------------ T3: pairs
@@ -133,6 +117,7 @@ def pair_design(law, ctx: Context, alpha_pt: float) -> dict:
 
 
 def _pair_point(adapter, ctx, cid, index, pt, law, alpha_pt) -> dict:
+    pt = replace(pt, sizes=law.sizes)
     k = pt.block_size
     size = pt.sizes[0]
     dz = pair_design(law, ctx, alpha_pt)
@@ -190,15 +175,9 @@ def check_pair_profile(adapter, ctx: Context) -> CheckResult:
     cid = "T3.pair_profile"
     if (skip := _skip_3d(cid, ctx)) is not None:
         return skip
-    valid, skipped = _valid_points(cid, ctx, adapter.profile, pair_law)
-    if not valid:
-        return make_result(cid, ctx, "skip", "profile rejects every point: " + "; ".join(skipped))
-    alpha_pt = ctx.alpha / len(valid)
-    try:
-        rows = [_pair_point(adapter, ctx, cid, i, replace(pt, sizes=law.sizes), law,
-                            alpha_pt) for i, pt, law in valid]
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
+    stop, rows, skipped = run_points(adapter, ctx, cid, _pair_point, pair_law)
+    if stop is not None:
+        return stop
     w = min(rows, key=lambda r: r["pvalue"])
     anchor, direction, dist = w["worst"]
     d = w["details"]
@@ -284,14 +263,10 @@ def check_tiny_mask_law(adapter, ctx: Context) -> CheckResult:
     cid = "T6.tiny_mask_law"
     if (skip := _skip_3d(cid, ctx)) is not None:
         return skip
-    valid, skipped = _valid_points(cid, ctx, adapter.profile, tiny_law)
-    if not valid:
-        return make_result(cid, ctx, "skip", "no tiny map with an enumerable law: " + "; ".join(skipped))
-    alpha_pt = ctx.alpha / len(valid)
-    try:
-        rows = [_tiny_point(adapter, ctx, cid, i, pt, dist, alpha_pt) for i, pt, dist in valid]
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
+    stop, rows, skipped = run_points(adapter, ctx, cid, _tiny_point, tiny_law,
+                                     none="no tiny map with an enumerable law")
+    if stop is not None:
+        return stop
     w = min(rows, key=lambda r: r["pvalue"])
     pt = w["point"]
     where = f"{'x'.join(map(str, pt['sizes']))}, k={pt['block_size']}, p={pt['drop_prob']:g}"

@@ -36,6 +36,8 @@ from .design import (
 from .grid import ConfigPoint, points_for
 
 __all__ = [
+    "valid_points",
+    "run_points",
     "lattice_design",
     "position_design",
     "maps_drawn",
@@ -84,6 +86,34 @@ def _draw(adapter, ctx: Context, seed_parts, spatial, p, k, n_maps):
     if adapter.profile.sharing != "none":
         dropped = dropped[:, :1]
     return dropped.flatten(0, 1), shape
+
+
+def valid_points(cid: str, ctx: Context, profile, law_of=None) -> tuple[list[tuple[int, ConfigPoint, object]],
+                                                                       list[str]]:
+    """``(index, point, law)`` of the points of ``cid`` whose law the profile accepts (``law_of(point,
+    profile)``, default :func:`~verification.theory.mask_law`), and why the others were left out."""
+    valid, skipped = [], []
+    for i, pt in enumerate(points_for(cid, ctx)):
+        try:
+            law = law_of(pt, profile) if law_of else mask_law(pt.sizes, pt.block_size, pt.drop_prob, profile)
+            valid.append((i, pt, law))
+        except ValueError as exc:
+            skipped.append(f"{pt.label}: {exc}")
+    return valid, skipped
+
+
+def run_points(adapter, ctx: Context, cid: str, point_fn, law_of=None, *, none: str = "profile rejects every point"):
+    """Run ``point_fn(adapter, ctx, cid, index, point, law, alpha_pt)`` at every valid point with a Bonferroni
+    share of alpha. Returns ``(result, None, None)`` when the check skips or a call fails, else ``(None, rows,
+    skipped)``."""
+    valid, skipped = valid_points(cid, ctx, adapter.profile, law_of)
+    if not valid:
+        return make_result(cid, ctx, "skip", f"{none}: " + "; ".join(skipped)), None, None
+    alpha_pt = ctx.alpha / len(valid)
+    try:
+        return None, [point_fn(adapter, ctx, cid, i, pt, law, alpha_pt) for i, pt, law in valid], skipped
+    except CallFailure as exc:
+        return failure_result(cid, ctx, exc), None, None
 
 
 def _seed_parts(cid: str, index: int, pt: ConfigPoint):
@@ -138,8 +168,7 @@ def lattice_design(law: DropBlockLaw, ctx: Context, alpha_pt: float) -> tuple[np
     return lat, n_max, p0, max(200, min(ctx.max_maps, math.ceil(need / per_map)))
 
 
-def _lattice_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, alpha_pt: float) -> dict:
-    law = mask_law(pt.sizes, pt.block_size, pt.drop_prob, adapter.profile)
+def _lattice_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, law, alpha_pt: float) -> dict:
     gamma = law.gamma
     lat, n_max, p0, n_maps = lattice_design(law, ctx, alpha_pt)
     dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, pt.block_size,
@@ -171,22 +200,10 @@ def check_lattice_rate(adapter, ctx: Context, *, cid: str = "T1.lattice_rate") -
     error that the check (any point) detects with power 0.9. Points the profile rejects (an even or oversized
     block) are left out.
     """
-    rows, skipped = [], []
-    points = points_for(cid, ctx)
-    valid = []
-    for i, pt in enumerate(points):
-        try:
-            mask_law(pt.sizes, pt.block_size, pt.drop_prob, adapter.profile)
-            valid.append((i, pt))
-        except ValueError as exc:
-            skipped.append(f"{pt.label}: {exc}")
-    if not valid:
-        return make_result(cid, ctx, "skip", "profile rejects every point: " + "; ".join(skipped))
-    alpha_pt = ctx.alpha / len(valid)
-    try:
-        rows = [_lattice_point(adapter, ctx, cid, i, pt, alpha_pt) for i, pt in valid]
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
+    stop, rows, skipped = run_points(adapter, ctx, cid, _lattice_point)
+    if stop is not None:
+        return stop
+    alpha_pt = ctx.alpha / len(rows)
     worst = min(rows, key=lambda r: r["pvalue"])
     pvalue = bonferroni([r["pvalue"] for r in rows])
     mde = solve_mde(lambda d: union_power([_gamma_power(r["gamma"], r["n_max"], r["trials"], alpha_pt, d)
@@ -231,8 +248,7 @@ def position_design(law: DropBlockLaw, ctx: Context, alpha_pt: float) -> tuple[i
     return n_groups, alpha_pos, p_min, min(ctx.max_maps, n_maps)
 
 
-def _position_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, alpha_pt: float) -> dict:
-    law = mask_law(pt.sizes, pt.block_size, pt.drop_prob, adapter.profile)
+def _position_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, law, alpha_pt: float) -> dict:
     p_map = law.drop_probability_map()
     n_groups, alpha_pos, p_min, n_maps = position_design(law, ctx, alpha_pt)
     dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, pt.block_size,
@@ -250,21 +266,10 @@ def _position_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint
             "expected": p_map.tolist(), "shape": shape}
 
 
-def _position_check(adapter, ctx: Context, cid: str, points: list[ConfigPoint]) -> CheckResult:
-    valid, skipped = [], []
-    for i, pt in enumerate(points):
-        try:
-            mask_law(pt.sizes, pt.block_size, pt.drop_prob, adapter.profile)
-            valid.append((i, pt))
-        except ValueError as exc:
-            skipped.append(f"{pt.label}: {exc}")
-    if not valid:
-        return make_result(cid, ctx, "skip", "profile rejects every point: " + "; ".join(skipped))
-    alpha_pt = ctx.alpha / len(valid)
-    try:
-        rows = [_position_point(adapter, ctx, cid, i, pt, alpha_pt) for i, pt in valid]
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
+def _position_check(adapter, ctx: Context, cid: str) -> CheckResult:
+    stop, rows, skipped = run_points(adapter, ctx, cid, _position_point)
+    if stop is not None:
+        return stop
     worst = min(rows, key=lambda r: r["pvalue"])
     pvalue = bonferroni([r["pvalue"] for r in rows])
     shape = worst["shape"]
@@ -296,7 +301,7 @@ def check_position_profile(adapter, ctx: Context) -> CheckResult:
     Design: ``M`` detects, per position at its alpha share, a relative error of ``2 x rate_effect`` at the
     least likely position; MDE: that relative error at the final ``M`` (largest over the points).
     """
-    return _position_check(adapter, ctx, "T2.position_profile", points_for("T2.position_profile", ctx))
+    return _position_check(adapter, ctx, "T2.position_profile")
 
 
 def check_even_block(adapter, ctx: Context) -> CheckResult:
@@ -305,7 +310,7 @@ def check_even_block(adapter, ctx: Context) -> CheckResult:
     ``all`` seed region. Same null hypothesis and test as T2."""
     if not adapter.capabilities.even_block:
         return make_result("T2.even_block", ctx, "skip", f"{adapter.name} declares no even block sizes")
-    return _position_check(adapter, ctx, "T2.even_block", points_for("T2.even_block", ctx))
+    return _position_check(adapter, ctx, "T2.even_block")
 
 
 def check_oversize_block(adapter, ctx: Context) -> CheckResult:
@@ -315,4 +320,4 @@ def check_oversize_block(adapter, ctx: Context) -> CheckResult:
     one binomial test, not one per position."""
     if not adapter.capabilities.oversize_block:
         return make_result("T2.oversize_block", ctx, "skip", f"{adapter.name} declares no oversized blocks")
-    return _position_check(adapter, ctx, "T2.oversize_block", points_for("T2.oversize_block", ctx))
+    return _position_check(adapter, ctx, "T2.oversize_block")
