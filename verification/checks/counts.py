@@ -166,16 +166,14 @@ def spread_test(a: np.ndarray, b: np.ndarray, lo: float, hi: float) -> dict:
     """Two samples of per-map counts: Fisher's exact test of the share below ``lo`` and of the share above
     ``hi`` (``lo`` and ``hi`` fixed in advance), Bonferroni over the two. Exact conditional on the margins,
     so valid whatever the common law. Returns p-value, the shares and the ratio of standard deviations."""
-    out = {"pvalue": 1.0, "tests": {}}
+    tests: dict[str, dict] = {}
     for name, sa, sb in (("low", a < lo, b < lo), ("high", a > hi, b > hi)):
         ka, kb = int(sa.sum()), int(sb.sum())
         table = [[ka, a.size - ka], [kb, b.size - kb]]
-        out["tests"][name] = {"shares": [ka / a.size, kb / b.size],
-                              "pvalue": float(stats.fisher_exact(table).pvalue)}
-    out["pvalue"] = bonferroni([t["pvalue"] for t in out["tests"].values()])
+        tests[name] = {"shares": [ka / a.size, kb / b.size], "pvalue": float(stats.fisher_exact(table).pvalue)}
     sd_b = float(b.std())
-    out["sd_ratio"] = float(a.std()) / sd_b if sd_b > 0 else None
-    return out
+    return {"pvalue": bonferroni([t["pvalue"] for t in tests.values()]), "tests": tests,
+            "sd_ratio": float(a.std()) / sd_b if sd_b > 0 else None}
 
 
 def spread_mde(m: int, alpha: float) -> float:

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from ..results import CheckResult
+from ..theory import mask_law
 from .base import Context, make_result
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "solve_mde",
     "union_power",
     "gamma_ratio",
+    "gamma_law",
+    "gamma_mde",
     "stat_result",
 ]
 
@@ -121,6 +124,38 @@ def solve_mde(power_of: Callable[[float], float], power: float = POWER, hi: floa
     if power_of(lo) >= power:
         return lo
     return float(optimize.brentq(lambda d: power_of(d) - power, lo, hi, xtol=1e-5))
+
+
+def gamma_law(law, factor: float):
+    """The law ``law`` with its seed probability times ``factor`` (clipped to 1): the ``GammaX*`` alternative."""
+    return mask_law(law.sizes, law.block_size, law.drop_prob, law.profile, gamma=min(1.0, law.gamma * factor))
+
+
+def _powers(p0: np.ndarray, p1: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    """:func:`binomial_power` of many components at once (same ``n`` and ``alpha``)."""
+    inner = (p0 > 0) & (p0 < 1) & (p1 > 0) & (p1 < 1)
+    a, b = np.where(inner, p0, 0.5), np.where(inner, p1, 0.5)
+    z = (np.abs(b - a) * math.sqrt(n) - stats.norm.isf(alpha / 2) * np.sqrt(a * (1 - a))) / np.sqrt(b * (1 - b))
+    return np.where(inner, stats.norm.cdf(z), (p1 != p0).astype(float))
+
+
+def gamma_mde(points: Sequence[tuple[Callable[[float], np.ndarray], int, float]]) -> float:
+    """Relative gamma error (the harder sign) that a check of binomial components detects with power 0.9.
+
+    ``points`` are independently drawn configuration points, each ``(probs, n, level)``: ``probs(factor)``
+    gives the success probability of every component (position, pair, cell) under ``gamma * factor``, each
+    tested on ``n`` maps at ``level``. A point rejects when any of its components does, so its power is at
+    least that of its most powerful component (a lower bound whatever the dependence between components);
+    points are independent (:func:`union_power`). So the MDE is an upper bound, which the ``GammaX*``
+    mutants of the zoo check.
+    """
+    nulls = [np.asarray(probs(1.0), dtype=np.float64) for probs, _, _ in points]
+
+    def power(d: float) -> float:
+        return min(union_power([float(_powers(p0, np.asarray(probs(f), dtype=np.float64), n, level).max())
+                                for (probs, n, level), p0 in zip(points, nulls)]) for f in (1 - d, 1 + d))
+
+    return solve_mde(power)
 
 
 def gamma_ratio(rate: float, n_cov: int, gamma: float) -> float | None:

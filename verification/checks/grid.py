@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from ..theory import mask_law
 from .base import Context
 
 __all__ = ["ConfigPoint", "GRID", "GRID_HALF", "points_for", "parse_config", "with_user_points", "USER_CHECKS"]
@@ -37,6 +38,13 @@ class ConfigPoint:
     def resolve(self, ctx: Context) -> ConfigPoint:
         return replace(self, block_size=self.block_size if self.block_size is not None else ctx.block_size,
                        drop_prob=self.drop_prob if self.drop_prob is not None else ctx.drop_prob)
+
+    def law(self, profile, sizes: tuple[int, ...] | None = None):
+        """The exact law of this (resolved) point under ``profile``, on ``sizes`` if given
+        (:func:`verification.theory.mask_law`; its ``ValueError`` when the profile rejects the block)."""
+        if self.block_size is None or self.drop_prob is None:
+            raise ValueError(f"configuration point {self.sizes} has no block_size or drop_prob: resolve it first")
+        return mask_law(self.sizes if sizes is None else sizes, self.block_size, self.drop_prob, profile)
 
     @property
     def label(self) -> str:

@@ -8,13 +8,13 @@ per (sample, channel) or per sample for shared masks) with the exact law of the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
 from scipy import stats
 
 from ..results import CheckResult
-from ..theory import mask_law
 from .base import Context, make_result
 from .design import (
     TEXTS,
@@ -22,6 +22,8 @@ from .design import (
     binomial_sample_size,
     bonferroni,
     exact_binom_pvalues,
+    gamma_law,
+    gamma_mde,
     stat_result,
 )
 from .grid import ConfigPoint
@@ -41,7 +43,7 @@ __all__ = [
 #: Maps drawn by T6 per point and budget.
 TINY_MAPS = {"smoke": 4000, "standard": 20000, "thorough": 100000}
 # a grid size whose support exceeds _TINY_MAX_SUPPORT masks falls back to the smaller size
-_TINY_FALLBACK = {(5, 5): (4, 4), (6, 4): (4, 3)}
+_TINY_FALLBACK: dict[tuple[int, ...], tuple[int, ...]] = {(5, 5): (4, 4), (6, 4): (4, 3)}
 _TINY_MAX_SUPPORT = 1 << 13
 _MIN_CELL = 5.0
 
@@ -96,11 +98,6 @@ def _profile_by_distance(values: np.ndarray, labels, anchor: str, k: int) -> lis
             for dist in range(1, k + 2)]
 
 
-def _profile_by_distance(values: np.ndarray, labels, anchor: str, k: int) -> list[float]:
-    return [float(np.mean([x for x, (a, _, d) in zip(values, labels) if a == anchor and d == dist]))
-            for dist in range(1, k + 2)]
-
-
 def pair_design(law, ctx: Context, alpha_pt: float) -> dict:
     """T3's design at one point: the pairs, their exact co-drop probabilities, the per-pair level, the
     reference pair's probability and the maps to ask for (a relative error ``2 x rate_effect``, power 0.9)."""
@@ -139,6 +136,7 @@ def _pair_point(adapter, ctx, cid, index, pt, law, alpha_pt) -> dict:
             "worst": labels[worst], "observed_w": float(observed[worst]), "expected_w": exp_w, "ci": ci,
             "effect": float(observed[worst] / exp_w) if exp_w > 0 else None,
             "mde": binomial_mde(ref, m, alpha_pair) if 0.0 < ref < 1.0 else None, "shape": shape,
+            "gamma_power": (lambda f: gamma_law(law, f).pair_drop_probability(u, v), m, alpha_pair),
             "details": {
                 "distances": list(range(1, k + 2)),
                 "observed": _profile_by_distance(observed, labels, "interior", k),
@@ -149,8 +147,8 @@ def _pair_point(adapter, ctx, cid, index, pt, law, alpha_pt) -> dict:
 
 
 def pair_law(pt: ConfigPoint, profile):
-    size = max(pt.sizes[0], 2 * pt.block_size + 3)
-    return mask_law((size, size), pt.block_size, pt.drop_prob, profile)
+    size = max(pt.sizes[0], 2 * (pt.block_size or 0) + 3)
+    return pt.law(profile, (size, size))
 
 
 def check_pair_profile(adapter, ctx: Context) -> CheckResult:
@@ -169,7 +167,8 @@ def check_pair_profile(adapter, ctx: Context) -> CheckResult:
 
     Design: ``M`` detects, at each pair's alpha share and power 0.9, a relative error of ``2 x rate_effect``
     in the co-drop probability of the interior pair at distance ``k`` (the smallest interior one); MDE is
-    that relative error at the final ``M`` (largest over the points). Details give the worst point's
+    that relative error at the final ``M`` (largest over the points); ``mde_gamma`` in the details is the
+    relative gamma error detected with power 0.9 (:func:`~.design.gamma_mde`). Details give the worst point's
     interior and border profiles averaged over directions, for a plot.
     """
     cid = "T3.pair_profile"
@@ -182,6 +181,7 @@ def check_pair_profile(adapter, ctx: Context) -> CheckResult:
     anchor, direction, dist = w["worst"]
     d = w["details"]
     mdes = [r["mde"] for r in rows if r["mde"] is not None]
+    mde_gamma = gamma_mde([r["gamma_power"] for r in rows])
     return stat_result(
         cid, ctx, bonferroni([r["pvalue"] for r in rows]),
         f"worst pair: {anchor} unit and the unit {dist} {direction}: co-drop {w['observed_w']:.4f} vs exact "
@@ -191,7 +191,8 @@ def check_pair_profile(adapter, ctx: Context) -> CheckResult:
         statistic=float(w["pvalue"]), effect=w["effect"], ci=w["ci"],
         reproduction=ctx.reproduction(w["shape"], drop_prob=d["drop_prob"], block_size=d["block_size"]),
         details={**d, "points": [{"point": r["point"], "pvalue": r["pvalue"], "maps": r["maps"], "mde": r["mde"]}
-                                 for r in rows], "skipped_points": skipped},
+                                 for r in rows], "skipped_points": skipped,
+                 "mde_gamma": mde_gamma if math.isfinite(mde_gamma) else None},
     )
 
 
@@ -210,10 +211,21 @@ def tiny_law(pt: ConfigPoint, profile):
         if sizes is None:
             continue
         try:
-            return mask_law(sizes, pt.block_size, pt.drop_prob, profile).mask_distribution(_TINY_MAX_SUPPORT)
+            return pt.law(profile, sizes).mask_distribution(_TINY_MAX_SUPPORT)
         except ValueError as exc:
             reasons.append(f"{'x'.join(map(str, sizes))}: {exc}")
     raise ValueError("; ".join(reasons))
+
+
+def _cell_probs(dist, cell: np.ndarray, n_cells: int, profile, pt: ConfigPoint):
+    """``probs(factor)``: the cells' probabilities under gamma x factor (for :func:`~.design.gamma_mde`)."""
+    law = pt.law(profile, dist.sizes)
+
+    def probs(factor: float) -> np.ndarray:
+        alt = gamma_law(law, factor).mask_distribution(_TINY_MAX_SUPPORT)
+        return np.bincount(cell, weights=alt.probabilities[alt.index_of(dist.masks)], minlength=n_cells)
+
+    return probs
 
 
 def _tiny_point(adapter, ctx, cid, index, pt, dist, alpha_pt) -> dict:
@@ -239,6 +251,7 @@ def _tiny_point(adapter, ctx, cid, index, pt, dist, alpha_pt) -> dict:
             "worst_cell": w, "worst_observed": float(observed[w] / m), "worst_expected": float(p_cell[w]),
             "effect": float(observed[w] / (m * p_cell[w])) if p_cell[w] > 0 else None,
             "mde": binomial_mde(float(p_cell[0]), m, alpha_cell),
+            "gamma_power": (_cell_probs(dist, cell, n_cells, adapter.profile, pt), m, alpha_cell),
             "observed_top": (np.bincount(idx, minlength=len(dist))[:top] / m).tolist(),
             "expected_top": dist.probabilities[:top].tolist()}
 
@@ -258,7 +271,8 @@ def check_tiny_mask_law(adapter, ctx: Context) -> CheckResult:
     budget's map limit. MDE: the relative error of the most likely mask's frequency detectable at its alpha
     share with power 0.9 (largest over points); e.g. ``paper``, ``p = 0.1``, standard budget: the empty mask
     (probability 0.75) moves by 2.6% under gamma x 1.1, an MDE of about 2%. Effect: observed over expected
-    count of the worst cell.
+    count of the worst cell. ``mde_gamma`` in the details: the relative gamma error detected with power 0.9
+    (:func:`~.design.gamma_mde`).
     """
     cid = "T6.tiny_mask_law"
     if (skip := _skip_3d(cid, ctx)) is not None:
@@ -271,6 +285,7 @@ def check_tiny_mask_law(adapter, ctx: Context) -> CheckResult:
     pt = w["point"]
     where = f"{'x'.join(map(str, pt['sizes']))}, k={pt['block_size']}, p={pt['drop_prob']:g}"
     repro = ctx.reproduction(w["shape"], drop_prob=pt["drop_prob"], block_size=pt["block_size"])
+    gamma_points = [r.pop("gamma_power") for r in rows if "gamma_power" in r]
     for r in rows:
         r.pop("shape")
     total = sum(r["maps"] for r in rows)
@@ -284,6 +299,7 @@ def check_tiny_mask_law(adapter, ctx: Context) -> CheckResult:
             details={"outside": w["outside"], "example": w["example"], "support": w["support"],
                      "size": pt["sizes"], "points": rows})
     mdes = [r["mde"] for r in rows if r["mde"] is not None]
+    mde_gamma = gamma_mde(gamma_points)
     return stat_result(
         cid, ctx, bonferroni([r["pvalue"] for r in rows]),
         f"mask law on {where}: worst cell {w['worst_cell']} of {w['cells']} at {w['worst_observed']:.4f} vs exact "
@@ -292,5 +308,6 @@ def check_tiny_mask_law(adapter, ctx: Context) -> CheckResult:
         statistic=float(w["pvalue"]), effect=w["effect"], reproduction=repro,
         details={"size": pt["sizes"], "block_size": pt["block_size"], "support": w["support"],
                  "cells": w["cells"], "outside": 0, "observed_top": w["observed_top"],
-                 "expected_top": w["expected_top"], "points": rows, "skipped_points": skipped},
+                 "expected_top": w["expected_top"], "points": rows, "skipped_points": skipped,
+                 "mde_gamma": mde_gamma if math.isfinite(mde_gamma) else None},
     )

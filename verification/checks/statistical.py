@@ -17,7 +17,7 @@ from scipy import stats
 
 from ..results import CheckResult
 from ..sampler import CallFailure, batches_for, draw_masks
-from ..theory import DropBlockLaw, mask_law
+from ..theory import DropBlockLaw
 from .base import Context, failure_result, make_result
 from .design import (
     GAMMA_EFFECT,
@@ -28,6 +28,8 @@ from .design import (
     bonferroni,
     exact_binom_pvalue,
     exact_binom_pvalues,
+    gamma_law,
+    gamma_mde,
     gamma_ratio,
     solve_mde,
     stat_result,
@@ -95,7 +97,7 @@ def valid_points(cid: str, ctx: Context, profile, law_of=None) -> tuple[list[tup
     valid, skipped = [], []
     for i, pt in enumerate(points_for(cid, ctx)):
         try:
-            law = law_of(pt, profile) if law_of else mask_law(pt.sizes, pt.block_size, pt.drop_prob, profile)
+            law = law_of(pt, profile) if law_of else pt.law(profile)
             valid.append((i, pt, law))
         except ValueError as exc:
             skipped.append(f"{pt.label}: {exc}")
@@ -194,7 +196,7 @@ def check_lattice_rate(adapter, ctx: Context, *, cid: str = "T1.lattice_rate") -
     all with coverage ``n_max``) over ``M`` independent maps is Binomial(M * |lattice|, p_u). Exact two-sided
     binomial test per point at ``alpha / P``; the check's p-value is ``min(1, P * min p)``.
 
-    Design: ``M`` per point detects ``gamma * (1 -/+ GAMMA_EFFECT[budget])`` (3% at standard) with power 0.9,
+    Design: ``M`` per point detects ``gamma * (1 -/+ GAMMA_EFFECT[budget])`` (5% at standard) with power 0.9,
     capped by the budget's map limit. Effect: the gamma the worst point's rate implies, over the declared
     gamma (``1 - (1 - rate)**(1 / n_max)``), with its interval at ``1 - alpha / P``. MDE: the relative gamma
     error that the check (any point) detects with power 0.9. Points the profile rejects (an even or oversized
@@ -263,7 +265,12 @@ def _position_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint
     return {**pt.as_dict(), "pvalue": p_adj, "maps": m, "groups": n_groups, "worst": [int(i) for i in worst],
             "ratio": float(ratio[worst]), "rate": float(counts[worst] / m), "exact": float(p_map[worst]),
             "mde": binomial_mde(p_min, m, alpha_pos), "observed": (counts / m).tolist(),
-            "expected": p_map.tolist(), "shape": shape}
+            "expected": p_map.tolist(), "shape": shape, "law": law, "alpha_pos": alpha_pos}
+
+
+def _position_probs(law: DropBlockLaw):
+    """``probs(factor)``: every position's drop probability under gamma x factor (for :func:`.design.gamma_mde`)."""
+    return lambda factor: gamma_law(law, factor).drop_probability_map().ravel()
 
 
 def _position_check(adapter, ctx: Context, cid: str) -> CheckResult:
@@ -273,7 +280,8 @@ def _position_check(adapter, ctx: Context, cid: str) -> CheckResult:
     worst = min(rows, key=lambda r: r["pvalue"])
     pvalue = bonferroni([r["pvalue"] for r in rows])
     shape = worst["shape"]
-    summary = [{k: v for k, v in r.items() if k not in ("observed", "expected", "shape")} for r in rows]
+    summary = [{k: v for k, v in r.items() if k not in ("observed", "expected", "shape", "law")} for r in rows]
+    mde_gamma = gamma_mde([(_position_probs(r["law"]), r["maps"], r["alpha_pos"]) for r in rows])
     where = "x".join(map(str, worst["sizes"]))
     return stat_result(
         cid, ctx, pvalue,
@@ -283,7 +291,8 @@ def _position_check(adapter, ctx: Context, cid: str) -> CheckResult:
         statistic=float(worst["pvalue"]), effect=worst["ratio"],
         reproduction=ctx.reproduction(shape, drop_prob=worst["drop_prob"], block_size=worst["block_size"]),
         details={"observed": worst["observed"], "expected": worst["expected"], "block_size": worst["block_size"],
-                 "drop_prob": worst["drop_prob"], "points": summary, "skipped_points": skipped},
+                 "drop_prob": worst["drop_prob"], "points": summary, "skipped_points": skipped,
+                 "mde_gamma": mde_gamma if math.isfinite(mde_gamma) else None},
     )
 
 
@@ -299,7 +308,9 @@ def check_position_profile(adapter, ctx: Context) -> CheckResult:
     axis; borders catch unrestricted seeds, shifted blocks and wrong block sizes.
 
     Design: ``M`` detects, per position at its alpha share, a relative error of ``2 x rate_effect`` at the
-    least likely position; MDE: that relative error at the final ``M`` (largest over the points).
+    least likely position; MDE: that relative error at the final ``M`` (largest over the points). Details
+    also give ``mde_gamma``, the relative gamma error the check detects with power 0.9
+    (:func:`~.design.gamma_mde`, a bound the ``GammaX*`` mutants check).
     """
     return _position_check(adapter, ctx, "T2.position_profile")
 
