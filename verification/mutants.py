@@ -4,12 +4,22 @@ They are independent of the reference sampler: a dense Bernoulli seed field over
 "allowed" mask, and max-pool dilation (the textbook construction of Algorithm 1). Each mutant is an
 ``nn.Module`` class built as ``Mutant(drop_prob=..., block_size=...)``, so the engine loads it like user code:
 ``--impl verification.mutants:GammaX1_10``. :data:`MUTANTS` maps each name to its fault, the profile it
-declares and whether it sits below the suite's detection limit at the standard budget; :data:`CONTROLS` lists
-the correct variants (the paper law, timm's law, a private generator per call) and the profile each declares.
-Two scheduler mutants are checked by :func:`check_scheduler` instead.
+declares and its tier at the standard budget (:data:`TIERS`): above the detection limit, below it, or at the
+minimum detectable effect (MDE) of one check, where that check's stated power 0.9 is what the zoo measures;
+:data:`CONTROLS` lists the correct variants (the paper law, timm's law, a private generator per call) and the
+profile each declares. Two scheduler mutants are checked by :func:`check_scheduler` instead.
 
-The suite must accept every control and reject every mutant above the detection limit (``nox -s mutants``
-measures it over many base seeds).
+The suite must accept every control, reject every mutant above the detection limit, and reject the mutants at
+an MDE about 90% of the time (``nox -s mutants`` measures it over many base seeds).
+
+The MDE mutants are set for the suite's default configuration (14 x 14 maps, ``block_size = 3``, ``drop_prob
+= 0.1``: gamma 0.0151, lattice units dropped with probability ``p_u = 0.128``) at the standard budget:
+``SlightlyStickyStream`` carries 3% of the uniforms over to the next unseeded call, so the same unit of two
+consecutive calls drops together ``1 + 0.19`` times as often as independence allows (T4.call_stream's MDE,
+0.19); ``CommonSeedField`` takes each uniform with probability 0.175 from one field shared by the call, so
+every two maps co-drop ``1 + 0.196`` times as often (T4.sharing's and T4.map_independence's MDE, 0.195);
+``GammaJitter`` multiplies gamma by 1.28 or 0.72 per map, which leaves the mean count within 0.4% and
+multiplies its standard deviation by 1.075 (T7.count_distribution's MDE, 1.074).
 """
 
 from __future__ import annotations
@@ -22,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Fault", "MUTANTS", "CONTROLS", "PaperDense", "TimmDense", "PrivateGeneratorDense", "check_scheduler",
-           "paper_dense", "gamma_x1_10", "shifted_block", "channel_shared"]
+__all__ = ["Fault", "MUTANTS", "CONTROLS", "TIERS", "PaperDense", "TimmDense", "PrivateGeneratorDense",
+           "check_scheduler", "paper_dense", "gamma_x1_10", "shifted_block", "channel_shared"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,9 @@ class Fault:
     share: str = "none"  # none | channel | batch
     seed_dtype: torch.dtype = torch.float64
     stream: str = "global"  # global | private | initial_seed | sticky: where the uniforms come from
+    carry: float = 0.5  # sticky: share of the uniforms carried over to the next unseeded call
+    common: float = 0.0  # share of each map's uniforms taken from one field common to the call
+    gamma_jitter: float = 0.0  # gamma times 1 + jitter or 1 - jitter, drawn per map
     mirror_samples: bool = False  # sample i's uniforms are sample i-1's mirrored left-right
     positive_only: bool = False  # drops only where the input is positive
     corner: str = "bottom_right"  # seed placement for even blocks
@@ -74,14 +87,18 @@ def _uniforms(shape: tuple[int, ...], f: Fault) -> torch.Tensor:
         g = torch.Generator().manual_seed(torch.initial_seed())
         return torch.rand(shape, dtype=f.seed_dtype, generator=g)
     if f.stream != "sticky":
-        return torch.rand(shape, dtype=f.seed_dtype)
-    # fault: when nothing touched the generator since the last call, half the uniforms carry over
+        u = torch.rand(shape, dtype=f.seed_dtype)
+        if f.common:  # fault: a share of every map's uniforms comes from one field drawn once per call
+            field = torch.rand(shape[-2:], dtype=f.seed_dtype)
+            u = torch.where(torch.rand(shape) < f.common, field, u)
+        return u
+    # fault: when nothing touched the generator since the last call, a share of the uniforms carries over
     state = torch.get_rng_state()
-    prev = _STICKY.get(shape)
+    prev = _STICKY.get((f, shape))
     u = torch.rand(shape, dtype=f.seed_dtype)
     if prev is not None and torch.equal(prev[1], state):
-        u = torch.where(torch.rand(shape) < 0.5, prev[0], u)
-    _STICKY[shape] = (u, torch.get_rng_state())
+        u = torch.where(torch.rand(shape) < f.carry, prev[0], u)
+    _STICKY[(f, shape)] = (u, torch.get_rng_state())
     return u
 
 
@@ -110,7 +127,11 @@ def _dropped(x: torch.Tensor, drop_prob: float, block_size: int, f: Fault) -> to
     if f.mirror_samples:
         for i in range(1, shape[0]):
             u[i] = u[i - 1].flip(-1)
-    seeds = (u < torch.tensor(gamma, dtype=f.seed_dtype)) & allowed
+    g = torch.tensor(gamma, dtype=f.seed_dtype)
+    if f.gamma_jitter:  # fault: each map's gamma is off by +-jitter (the mean count barely moves, its spread grows)
+        sign = torch.randint(0, 2, (*shape[:2], 1, 1)) * 2 - 1
+        g = (g * (1 + f.gamma_jitter * sign)).clamp(0, 1).to(f.seed_dtype)
+    seeds = (u < g) & allowed
     ph, pw = kh + f.block_delta * (kh > 1 or f.block_delta > 0), kw + f.block_delta * (kw > 1 or f.block_delta > 0)
     bh, bw = ah + (ph - kh) // 2, aw + (pw - kw) // 2
     if f.shift_axis == 0:
@@ -200,55 +221,65 @@ CONTROLS: dict[str, tuple[type, str, str]] = {
     "PrivateGeneratorDense": (PrivateGeneratorDense, "none (private generator per call)", "paper"),
 }
 
-# name, fault description, Fault fields, declared profile, below the detection limit
-_SPECS: list[tuple[str, str, dict[str, Any], str, bool]] = [
-    ("GammaX0_90", "gamma x 0.9", {"gamma_factor": 0.9}, "paper", False),
-    ("GammaX1_10", "gamma x 1.1", {"gamma_factor": 1.1}, "paper", False),
-    ("GammaX1_05", "gamma x 1.05", {"gamma_factor": 1.05}, "paper", False),
-    ("GammaX1_03", "gamma x 1.03", {"gamma_factor": 1.03}, "paper", False),
-    ("GammaX1_01", "gamma x 1.01 (below the detection limit)", {"gamma_factor": 1.01}, "paper", True),
+#: Tiers of the mutants: ``above`` (the suite must reject it in at least 95% of the seeds), ``below`` (below
+#: the detection limit: no promise), ``mde:<check id>`` (at that check's MDE: rejected about 90% of the time)
+TIERS = ("above", "below", "mde")
+
+# name, fault description, Fault fields, declared profile, tier
+_SPECS: list[tuple[str, str, dict[str, Any], str, str]] = [
+    ("GammaX0_90", "gamma x 0.9", {"gamma_factor": 0.9}, "paper", "above"),
+    ("GammaX1_10", "gamma x 1.1", {"gamma_factor": 1.1}, "paper", "above"),
+    ("GammaX1_05", "gamma x 1.05", {"gamma_factor": 1.05}, "paper", "above"),
+    ("GammaX1_03", "gamma x 1.03", {"gamma_factor": 1.03}, "paper", "above"),
+    ("GammaX1_01", "gamma x 1.01 (below the detection limit)", {"gamma_factor": 1.01}, "paper", "below"),
     ("Fp16Gamma", "gamma's denominator in float16 (overflows on 56x56 maps with k >= 5)", {"half_gamma": True},
-     "paper", False),
+     "paper", "above"),
     ("RowsFromWidth", "seed-region rows bounded by the width (keras-cv)", {"region": "rows_from_width"}, "paper",
-     False),
-    ("UnrestrictedSeeds", "seeds at every position, blocks clipped", {"region": "all"}, "paper", False),
+     "above"),
+    ("UnrestrictedSeeds", "seeds at every position, blocks clipped", {"region": "all"}, "paper", "above"),
     ("TransposedRegion", "valid region built as (W, H) and reshaped to (H, W)", {"region": "transposed"},
-     "paper", False),
-    ("ShiftedRow", "blocks shifted one row down", {"shift": 1, "shift_axis": 0}, "paper", False),
-    ("ShiftedColumn", "blocks shifted one column right", {"shift": 1, "shift_axis": 1}, "paper", False),
-    ("BlockMinusOne", "blocks of side k - 1", {"block_delta": -1}, "paper", False),
-    ("BlockPlusOne", "blocks of side k + 1", {"block_delta": 1}, "paper", False),
-    ("ChannelShared", "one mask per sample, declared per channel", {"share": "channel"}, "paper", False),
-    ("BatchShared", "one mask for the whole batch", {"share": "batch"}, "paper", False),
-    ("SameMaskEveryCall", "the first mask is reused on every later call", {"cache_mask": True}, "paper", False),
+     "paper", "above"),
+    ("ShiftedRow", "blocks shifted one row down", {"shift": 1, "shift_axis": 0}, "paper", "above"),
+    ("ShiftedColumn", "blocks shifted one column right", {"shift": 1, "shift_axis": 1}, "paper", "above"),
+    ("BlockMinusOne", "blocks of side k - 1", {"block_delta": -1}, "paper", "above"),
+    ("BlockPlusOne", "blocks of side k + 1", {"block_delta": 1}, "paper", "above"),
+    ("ChannelShared", "one mask per sample, declared per channel", {"share": "channel"}, "paper", "above"),
+    ("BatchShared", "one mask for the whole batch", {"share": "batch"}, "paper", "above"),
+    ("SameMaskEveryCall", "the first mask is reused on every later call", {"cache_mask": True}, "paper", "above"),
     ("InitialSeedStream", "uniforms from a generator seeded with torch.initial_seed(): unseeded calls repeat",
-     {"stream": "initial_seed"}, "paper", False),
+     {"stream": "initial_seed"}, "paper", "above"),
     ("StickyStream", "half the uniforms carried over to the next unseeded call", {"stream": "sticky"}, "paper",
-     False),
+     "above"),
     ("MirroredSamples", "sample i's seed field is sample i-1's mirrored left-right", {"mirror_samples": True},
-     "paper", False),
-    ("PositiveOnly", "drops only where the input is positive", {"positive_only": True}, "paper", False),
+     "paper", "above"),
+    ("PositiveOnly", "drops only where the input is positive", {"positive_only": True}, "paper", "above"),
     ("ScaleFromOutput", "scale counts the non-zero outputs instead of the kept units", {"norm": "from_output"},
-     "paper", False),
-    ("PerSampleNorm", "rescaled per sample instead of globally", {"norm": "per_sample"}, "paper", False),
-    ("NoNorm", "kept units not rescaled", {"norm": "none"}, "paper", False),
-    ("ScaleTimesChannels", "scale off by the channel count", {"norm": "channel_off"}, "paper", False),
-    ("Fp16Sum", "normalising sum in fp16 (overflows past 65504)", {"norm": "fp16_sum"}, "paper", False),
+     "paper", "above"),
+    ("PerSampleNorm", "rescaled per sample instead of globally", {"norm": "per_sample"}, "paper", "above"),
+    ("NoNorm", "kept units not rescaled", {"norm": "none"}, "paper", "above"),
+    ("ScaleTimesChannels", "scale off by the channel count", {"norm": "channel_off"}, "paper", "above"),
+    ("Fp16Sum", "normalising sum in fp16 (overflows past 65504)", {"norm": "fp16_sum"}, "paper", "above"),
     ("Bf16Uniform", "seeds from a bf16 uniform compared with gamma", {"seed_dtype": torch.bfloat16}, "paper",
-     False),
-    ("NanAllDropped", "0/0 = NaN when everything drops", {"norm": "nan"}, "paper", False),
+     "above"),
+    ("NanAllDropped", "0/0 = NaN when everything drops", {"norm": "nan"}, "paper", "above"),
     ("Float32Output", "float32 output for half inputs under a 'preserve' profile", {"out_float32": True},
-     "paper", False),
-    ("EvalDrops", "still drops in eval mode", {"eval_drops": True}, "paper", False),
-    ("MutatesInput", "multiplies the input in place", {"mutate_input": True}, "paper", False),
+     "paper", "above"),
+    ("EvalDrops", "still drops in eval mode", {"eval_drops": True}, "paper", "above"),
+    ("MutatesInput", "multiplies the input in place", {"mutate_input": True}, "paper", "above"),
     ("EvenTopLeft", "even blocks aligned top-left under a bottom-right profile (timm)",
-     {"region": "all", "share": "channel", "corner": "top_left"}, "timm", False),
+     {"region": "all", "share": "channel", "corner": "top_left"}, "timm", "above"),
+    ("SlightlyStickyStream", "3% of the uniforms carried over to the next unseeded call (at T4.call_stream's MDE)",
+     {"stream": "sticky", "carry": 0.03}, "paper", "mde:T4.call_stream"),
+    ("CommonSeedField", "17.5% of each map's uniforms from one field common to the call (at T4.map_independence's "
+     "MDE)", {"common": 0.175}, "paper", "mde:T4.map_independence"),
+    ("GammaJitter", "gamma x 1.28 or x 0.72 per map (at T7.count_distribution's MDE)", {"gamma_jitter": 0.28},
+     "paper", "mde:T7.count_distribution"),
 ]
 
-MUTANTS: dict[str, tuple[type, str, str, bool]] = {}
-for _name, _doc, _fault, _profile, _below in _SPECS:
+MUTANTS: dict[str, tuple[type, str, str, str]] = {}
+for _name, _doc, _fault, _profile, _tier in _SPECS:
     globals()[_name] = _mutant(_name, f"Fault: {_doc}.", **_fault)
-    MUTANTS[_name] = (globals()[_name], _doc, _profile, _below)
+    MUTANTS[_name] = (globals()[_name], _doc, _profile, _tier)
     __all__.append(_name)
 
 

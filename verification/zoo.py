@@ -3,9 +3,11 @@
 ``python -m verification.zoo [--budget standard] [--seeds 20] [--seed 0] [--jobs 2] [--json FILE] [--only NAME
 ...] [--all-checks]`` runs the suite on every mutant and control once per base seed ``seed .. seed + seeds -
 1``, prints a Markdown table (kills out of the seeds, and which checks rejected) and exits 1 if a mutant above
-the detection limit survives in more than 5% of the seeds or a control is rejected. A mutant's run stops at
-its first failing check unless ``--all-checks`` (the kill decision is the same; ``--all-checks`` shows every
-check's power, e.g. for the ``GammaX*`` mutants that confirm the rate checks' MDEs).
+the detection limit survives in more than 5% of the seeds, a mutant at a check's MDE is rejected significantly
+less often than 90% of the time (one-sided binomial test at 0.01; by its check alone under ``--all-checks``)
+or a control is rejected. A mutant's run stops at its first failing check unless ``--all-checks`` (the kill
+decision is the same; ``--all-checks`` shows every check's power, e.g. for the ``GammaX*`` mutants that confirm
+the MDEs stated in gamma units).
 ``python -m verification.zoo --merge standard.json thorough.json`` prints one table from saved runs.
 """
 
@@ -20,6 +22,8 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
+from scipy import stats
+
 from .adapters import load_adapter
 from .engine import Plan, plan_checks, run_checks
 from .mutants import CONTROLS, MUTANTS, SCHEDULER_MUTANTS, check_scheduler
@@ -29,25 +33,26 @@ FAMILIES = ("T0", "P", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "S")
 DTYPES = ["float32", "float16", "bfloat16"]
 #: Share of seeds in which a mutant above the detection limit must be rejected.
 KILL_TARGET = 0.95
+#: Power stated at a check's MDE, and the level of the one-sided test that a mutant at the MDE meets it.
+MDE_POWER, MDE_GATE = 0.9, 0.01
 
 
-def _describe(name: str) -> tuple[str, str, bool, bool]:
-    """fault, declared profile, below the detection limit, is a control"""
+def _describe(name: str) -> tuple[str, str, str]:
+    """fault, declared profile, tier (``control``, or a tier of :data:`~verification.mutants.TIERS`)"""
     if name in CONTROLS:
-        return CONTROLS[name][1], CONTROLS[name][2], False, True
+        return CONTROLS[name][1], CONTROLS[name][2], "control"
     if name in SCHEDULER_MUTANTS:
-        return SCHEDULER_MUTANTS[name][1], "-", False, False
-    _, fault, profile, below = MUTANTS[name]
-    return fault, profile, below, False
+        return SCHEDULER_MUTANTS[name][1], "-", "above"
+    _, fault, profile, tier = MUTANTS[name]
+    return fault, profile, tier
 
 
 def run_mutant(name: str, budget: str = "standard", seed: int = 0, alpha: float = 1e-3,
                all_checks: bool = False) -> dict:
     """Suite verdict on one mutant or control for one base seed: killed or not, and the failing check ids."""
     start = time.perf_counter()
-    fault, profile, below, control = _describe(name)
-    row = {"name": name, "fault": fault, "profile": profile, "below_limit": below, "control": control,
-           "seed": seed}
+    fault, profile, tier = _describe(name)
+    row = {"name": name, "fault": fault, "profile": profile, "tier": tier, "seed": seed, "all_checks": all_checks}
     if name in SCHEDULER_MUTANTS:
         ok, message = check_scheduler(SCHEDULER_MUTANTS[name][0])
         return {**row, "killed": not ok, "failed": [] if ok else ["S.scheduler"], "message": message,
@@ -66,12 +71,26 @@ def run_mutant(name: str, budget: str = "standard", seed: int = 0, alpha: float 
     return {**row, "killed": bool(failed), "failed": failed, "seconds": round(time.perf_counter() - start, 1)}
 
 
+def _ok(s: dict) -> bool:
+    tier, kills, seeds = s["tier"], s["kills"], s["seeds"]
+    if tier == "control":
+        return kills == 0
+    if tier == "below":
+        return True
+    if tier.startswith("mde:"):
+        return float(stats.binom.cdf(s["target_kills"], seeds, MDE_POWER)) >= MDE_GATE
+    return kills >= math.ceil(KILL_TARGET * seeds)
+
+
 def summarise(runs: list[dict]) -> list[dict]:
-    """Per mutant: seeds run, kills, the share killed and how often each check rejected."""
+    """Per mutant: seeds run, kills, the share killed, how often each check rejected, and whether the tier's
+    requirement holds (``ok``). A mutant at a check's MDE is judged by that check's rejections when every check
+    ran, else by its kills (the suite's power is at least the check's)."""
     out: dict[str, dict] = {}
     for r in runs:
-        s = out.setdefault(r["name"], {k: r[k] for k in ("name", "fault", "profile", "below_limit", "control")}
-                           | {"seeds": 0, "kills": 0, "checks": Counter(), "seconds": 0.0})
+        s = out.setdefault(r["name"], {k: r[k] for k in ("name", "fault", "profile", "tier")}
+                           | {"seeds": 0, "kills": 0, "checks": Counter(), "seconds": 0.0,
+                              "all_checks": bool(r.get("all_checks"))})
         s["seeds"] += 1
         s["kills"] += bool(r["killed"])
         s["checks"].update({f.split("[")[0] for f in r["failed"]})  # seeds in which each check rejected
@@ -80,17 +99,21 @@ def summarise(runs: list[dict]) -> list[dict]:
     for s in rows:
         s["rate"] = s["kills"] / s["seeds"]
         s["checks"] = dict(s["checks"].most_common())
-        s["ok"] = s["kills"] == 0 if s["control"] else (s["below_limit"] or s["kills"] >= math.ceil(
-            KILL_TARGET * s["seeds"]))
+        target = s["tier"][4:] if s["tier"].startswith("mde:") else None
+        s["target_kills"] = s["checks"].get(target, 0) if target and s["all_checks"] else s["kills"]
+        s["ok"] = _ok(s)
     return rows
 
 
 def _verdict(s: dict) -> str:
-    if s["control"]:
+    if s["tier"] == "control":
         return "accepted" if s["kills"] == 0 else "**REJECTED**"
-    if s["ok"]:
-        return "yes" if not s["below_limit"] else "below limit"
-    return "**NO**"
+    if not s["ok"]:
+        return "**NO**"
+    if s["tier"].startswith("mde:"):
+        by = f" (by it: {s['target_kills']}/{s['seeds']})" if s["all_checks"] else ""
+        return f"at the MDE of {s['tier'][4:]}{by}"
+    return "below limit" if s["tier"] == "below" else "yes"
 
 
 def table(summaries: dict[str, list[dict]]) -> str:
@@ -141,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     rows = summarise(runs)
     print(table({args.budget: rows}))
-    mutants = [s for s in rows if not s["control"]]
-    above = [s for s in mutants if not s["below_limit"]]
+    above = [s for s in rows if s["tier"] == "above"]
+    at_mde = [s for s in rows if s["tier"].startswith("mde:")]
+    controls = [s for s in rows if s["tier"] == "control"]
     print()
-    controls = [s for s in rows if s["control"]]
     print(f"{sum(s['ok'] for s in above)}/{len(above)} mutants above the detection limit killed in >= "
-          f"{KILL_TARGET:.0%} of {args.seeds} seeds; controls rejected in {sum(s['kills'] for s in controls)} of "
+          f"{KILL_TARGET:.0%} of {args.seeds} seeds; {sum(s['ok'] for s in at_mde)}/{len(at_mde)} at an MDE "
+          f"consistent with power {MDE_POWER}; controls rejected in {sum(s['kills'] for s in controls)} of "
           f"{args.seeds * len(controls)} runs; budget {args.budget}, alpha {args.alpha} per implementation, seeds "
           f"{args.seed}..{args.seed + args.seeds - 1}, {elapsed:.0f} s")
     if args.json:
