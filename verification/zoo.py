@@ -8,7 +8,9 @@ less often than 90% of the time (one-sided binomial test at 0.01; by its check a
 or a control is rejected. A mutant's run stops at its first failing check unless ``--all-checks`` (the kill
 decision is the same; ``--all-checks`` shows every check's power, e.g. for the ``GammaX*`` mutants that confirm
 the MDEs stated in gamma units).
-``python -m verification.zoo --merge standard.json thorough.json`` prints one table from saved runs.
+``python -m verification.zoo --merge standard.json thorough.json`` prints one table from saved runs;
+``python -m verification.zoo --power power.json`` prints, from a saved ``--all-checks`` run, each statistical
+check's stated MDE beside the seeds in which it rejected each mutant.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def run_mutant(name: str, budget: str = "standard", seed: int = 0, alpha: float 
     for planned in plan.checks:
         (result,) = run_checks(adapter, Plan(checks=[planned]))
         if result.verdict in BAD_VERDICTS:
-            failed.append(f"{result.id}[{result.dtype}]")
+            failed.append(planned.key)
             if not all_checks:
                 break
     return {**row, "killed": bool(failed), "failed": failed, "seconds": round(time.perf_counter() - start, 1)}
@@ -134,6 +136,34 @@ def table(summaries: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def stated_power(budget: str, alpha: float = 1e-3) -> dict[str, dict]:
+    """What each statistical check instance states at ``budget`` (the reference under ``paper``, base seed 0):
+    its MDE and unit, and ``mde_gamma`` where the MDE is in other units. Keyed like the zoo's failed checks."""
+    adapter = load_adapter("reference:paper")
+    plan = plan_checks(adapter, devices=["cpu"], dtypes=DTYPES, alpha=alpha, budget=budget, base_seed=0, timeout=60,
+                       spec="reference:paper")
+    plan.checks = [p for p in plan.checks if p.spec.statistical]
+    return {p.key: {"mde": r.mde, "unit": r.details.get("mde_unit", ""), "mde_gamma": r.details.get("mde_gamma")}
+            for p, r in zip(plan.checks, run_checks(adapter, plan)) if r.verdict in ("pass", "fail")}
+
+
+def power_table(saved: dict) -> str:
+    """Markdown table from an ``--all-checks`` run: per statistical check instance, its stated MDE (in gamma
+    units where it has one) and the seeds in which it rejected each mutant, so that the zoo confirms the MDEs."""
+    names = list(dict.fromkeys(r["name"] for r in saved["runs"]))
+    seeds = {n: sum(r["name"] == n for r in saved["runs"]) for n in names}
+    kills = Counter(k for r in saved["runs"] for k in {(r["name"], f) for f in r["failed"]})
+    stated = stated_power(saved["budget"], saved["alpha"])
+    lines = ["| check | stated MDE (power 0.9) | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for key, st in stated.items():
+        mde = "-" if st["mde"] is None else (f"{st['mde']:.1%} {st['unit']}" if "error" in st["unit"] or "excess"
+                                             in st["unit"] else f"{st['mde']:.3f} {st['unit']}")
+        if st["mde_gamma"] is not None:
+            mde += f"; {st['mde_gamma']:.1%} relative gamma error"
+        lines.append(f"| {key} | {mde} | " + " | ".join(f"{kills[(n, key)]}/{seeds[n]}" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m verification.zoo", description=__doc__.splitlines()[0])
     p.add_argument("--budget", default="standard")
@@ -145,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", help="mutant or control names (default: all)")
     p.add_argument("--all-checks", action="store_true", help="run every check, not only up to the first failure")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="print one table from saved --json files")
+    p.add_argument("--power", metavar="JSON", help="print each check's stated MDE beside its rejections of each "
+                                                      "mutant, from a saved --all-checks run")
     args = p.parse_args(argv)
+    if args.power:
+        with open(args.power, encoding="utf-8") as fh:
+            print(power_table(json.load(fh)))
+        return 0
     if args.merge:
         summaries = {}
         for path in args.merge:
