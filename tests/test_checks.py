@@ -18,13 +18,13 @@ from dropblock import PRESETS
 from verification import mutants, theory
 from verification.adapters import load_adapter
 from verification.checks import SUITE
-from verification.checks.law_checks import (
+from verification.checks.design import exact_binom_pvalues
+from verification.checks.law_checks import pair_layout
+from verification.checks.rate_curve import (
     RATE_CURVE_PROBS,
     bernstein_halfwidth,
     bernstein_pvalue,
     bernstein_sample_size,
-    chisquare_mde_w,
-    pair_layout,
 )
 from verification.checks.statistical import _max_coverage_lattice
 from verification.engine import plan_checks
@@ -105,6 +105,8 @@ def test_new_checks_are_registered():
     assert {cid: specs[cid].weight for cid in NEW_CHECKS} == {
         "T3.pair_profile": 2.0, "T6.tiny_mask_law": 2.0, "T1.rate_curve": 1.0}
     assert all(specs[cid].dtypes == ("float32",) and specs[cid].dims == (2,) for cid in NEW_CHECKS)
+    for spec in SUITE:
+        assert bool(spec.h0 and spec.statistic and spec.method) == spec.statistical, spec.id
 
 
 # ------------------------------------------------------------------------------------- reference passes
@@ -191,12 +193,17 @@ def test_bernstein_bound_and_design_agree():
     assert bernstein_halfwidth(m - 1, sd, b, alpha) + zb * sd / math.sqrt(m - 1) > 0.01
 
 
-def test_chisquare_mde_has_the_stated_power():
-    df, n, alpha = 20, 5000, 1e-4
-    w = chisquare_mde_w(df, n, alpha)
-    crit = stats.chi2.isf(alpha, df)
-    assert stats.ncx2.sf(crit, df, n * w * w) == pytest.approx(0.9, abs=1e-6)
-    assert chisquare_mde_w(df, 4 * n, alpha) == pytest.approx(w / 2, rel=1e-6)
+@pytest.mark.parametrize(("n", "p"), [(50, 0.1), (2000, 0.013), (400, 0.5), (30, 0.9)])
+def test_exact_binomial_pvalues_never_exceed_their_level(n, p):
+    """The size of the two-sided exact test, P(p-value <= a) under H0, computed from the Binomial pmf."""
+    x = np.arange(n + 1)
+    pv = exact_binom_pvalues(x, n, np.full(x.shape, p))
+    pmf = stats.binom.pmf(x, n, p)
+    for a in (1e-1, 1e-2, 1e-3, 1e-5):
+        assert pmf[pv <= a].sum() <= a * (1 + 1e-9)
+    # and it is not trivially conservative: some count is rejected at 1e-3 when n is large
+    if n >= 400:
+        assert pmf[pv <= 1e-3].sum() > 1e-4
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 7])

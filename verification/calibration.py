@@ -7,12 +7,15 @@ and the calibration of the p-values:
 
 - rejection: one-sided exact binomial test of H0 "rejection rate <= alpha" (fails at level ``gate``);
 - p-values: for each level t in :data:`LEVELS`, one-sided binomial test of H0 "P(p <= t) <= t" (valid
-  p-values are super-uniform; exact binomial tests are conservative, so only excess counts), and for
-  continuous statistics (chi-square checks) a Kolmogorov-Smirnov test of uniformity, reported.
+  p-values are super-uniform; every check's test is exact and discrete, so only excess counts).
 
-``python -m verification.calibration --seeds 500 --jobs 2`` runs it in parallel worker processes; it exits 1
-when any check rejects significantly more often than its alpha or its p-values are significantly
-anti-conservative.
+This end-to-end run goes through the sampler and the checks' code; it can only see large excesses at the
+alphas spent (a few hundred runs). Each check's rate at its own alpha is measured from the exact law by
+:mod:`verification.null_calibration`.
+
+``python -m verification.calibration --seeds 500 --jobs 2`` runs it in parallel worker processes (standard
+budget by default); it exits 1 when any check rejects significantly more often than its alpha or its p-values
+are significantly anti-conservative.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from .engine import plan_checks, run_checks
 
 LEVELS = (0.01, 0.05, 0.1, 0.2)
 SEED_STRIDE = 1_000_000
-CONTINUOUS = ("T5.seed_layer_k1", "T7.count_distribution")
 
 
 def _statistical_ids() -> list[str]:
@@ -74,23 +76,21 @@ def summarise(records: list[dict], gate: float = 1e-3) -> tuple[list[dict], bool
         level_p = {t: float(stats.binomtest(int((pv <= t).sum()), pv.size, t, alternative="greater").pvalue)
                    for t in LEVELS} if pv.size else {}
         worst_level = min(level_p.values()) if level_p else 1.0
-        ks = float(stats.kstest(pv, "uniform").pvalue) if recs[0]["id"] in CONTINUOUS and pv.size else None
         row_ok = p_rej >= gate and worst_level * len(LEVELS) >= gate
         ok &= row_ok
         rows.append({"check": key, "n": n, "rejections": k, "rate": k / n, "ci_low": ci.low, "ci_high": ci.high,
                      "alpha": alpha, "p_excess": p_rej, "frac_p_le_0.05": float((pv <= 0.05).mean()) if pv.size
-                     else None, "p_levels": worst_level, "ks_uniform": ks, "ok": row_ok})
+                     else None, "p_levels": worst_level, "ok": row_ok})
     return rows, ok
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| check | runs | rejections | rate (95% CI) | alpha | P(p<=0.05) | KS uniform p | calibrated |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| check | runs | rejections | rate (95% CI) | alpha | P(p<=0.05) | calibrated |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        ks = "-" if r["ks_uniform"] is None else f"{r['ks_uniform']:.2f}"
         frac = "-" if r["frac_p_le_0.05"] is None else f"{r['frac_p_le_0.05']:.3f}"
         lines.append(f"| {r['check']} | {r['n']} | {r['rejections']} | {r['rate']:.4f} "
-                     f"({r['ci_low']:.4f}-{r['ci_high']:.4f}) | {r['alpha']:.1e} | {frac} | {ks} | "
+                     f"({r['ci_low']:.4f}-{r['ci_high']:.4f}) | {r['alpha']:.1e} | {frac} | "
                      f"{'yes' if r['ok'] else '**NO**'} |")
     return "\n".join(lines)
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m verification.calibration", description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=500, help="base seeds per preset")
     p.add_argument("--presets", nargs="*", default=list(PRESETS))
-    p.add_argument("--budget", default="smoke")
+    p.add_argument("--budget", default="standard")
     p.add_argument("--alpha", type=float, default=1e-3, help="budget per implementation, as in a run")
     p.add_argument("--dtypes", default="float32")
     p.add_argument("--jobs", type=int, default=2)

@@ -2,8 +2,9 @@
 
 No new samples are drawn. The per-position drop rates of T2 (``m`` maps, non-square map) are compared with
 the exact per-position law of every preset (and its ``+exact`` variant) at the same configuration; the
-sharing mode comes from T4's co-drop rates; the output dtype from T0's half-precision contract check; the even
-block alignment (seed top-left or bottom-right of the centre) from T2.even_block under the `all` seed region.
+sharing mode comes from T4's conditional co-drop (is a unit dropped in one map dropped in the other?); the
+output dtype from T0's half-precision contract check; the even block alignment (seed top-left or bottom-right
+of the centre) from T2.even_block under the `all` seed region.
 The closest profile is the preset whose per-position law fits best (smallest maximal standardised
 deviation), ties broken by matching sharing and output dtype. This is a description, not a test: the
 verdict is always given against the declared profile.
@@ -32,6 +33,20 @@ def position_law(spatial: tuple[int, ...], block_size: int, drop_prob: float, pr
 def _max_z(observed: np.ndarray, expected: np.ndarray, m: int) -> float:
     var = np.maximum(expected * (1 - expected) / m, 1.0 / (m * m))
     return float(np.max(np.abs(observed - expected) / np.sqrt(var)))
+
+
+def _shared(d: dict[str, Any], pair: str) -> bool:
+    """A pair of maps shares its mask when a unit dropped in one is dropped in the other far more often than
+    the other drops at all: the conditional co-drop ``P(b | a)`` is nearer 1 than the marginal ``P(b)``
+    (whatever the drop rate, so a wrong gamma does not hide sharing)."""
+    cond, marg = d.get(f"{pair}_conditional"), d.get(f"{pair}_marginal")
+    return cond is not None and marg is not None and cond > (1.0 + marg) / 2
+
+
+def _sharing(d: dict[str, Any]) -> str:
+    if _shared(d, "batch"):
+        return "batch"
+    return "channel" if _shared(d, "channel") else "none"
 
 
 def _even_alignment(checks: list[dict[str, Any]], law) -> str | None:
@@ -63,15 +78,7 @@ def characterise(checks: list[dict[str, Any]], declared: str) -> dict[str, Any]:
             and "out_dtype" in c.get("details", {})]
     inferred: dict[str, Any] = {}
     if t4 is not None:
-        d = t4["details"]
-        p_u = d["p_u"]
-        threshold = (p_u + p_u * p_u) / 2
-        if d["batch_codrop"] > threshold:
-            inferred["sharing"] = "batch"
-        elif d["channel_codrop"] > threshold:
-            inferred["sharing"] = "channel"
-        else:
-            inferred["sharing"] = "none"
+        inferred["sharing"] = _sharing(t4["details"])
     if half:
         inferred["output_dtype"] = "float32" if half[0]["details"]["out_dtype"] == "float32" else "preserve"
     fits: dict[str, float] = {}

@@ -58,7 +58,8 @@ class RunOptions:
 
     ``timeout`` is the hard limit of one check instance in seconds (the worker running it is stopped past
     it); ``select`` restricts the run to some instances (implementation spec -> instance keys), as a job of a
-    sharded run does; ``expectations`` are the known deviations of :mod:`verification.expectations`.
+    sharded run does; ``expectations`` are the known deviations of :mod:`verification.expectations`;
+    ``configs`` are extra configuration points (``"p=0.2,k=5,size=56x56"``, :mod:`verification.checks.grid`).
     """
 
     impls: list[str] = field(default_factory=list)
@@ -72,6 +73,7 @@ class RunOptions:
     timeout: float = 120.0
     select: dict[str, list[str]] | None = None
     expectations: list[dict[str, str]] | None = None
+    configs: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -98,6 +100,8 @@ class RunOptions:
                 _need(isinstance(e, dict) and set(e) <= {"pattern", "kind", "reason", "link"}
                       and all(isinstance(v, str) for v in e.values()) and e.get("kind") in ("xfail", "skip")
                       and bool(e.get("pattern")), f"malformed expectation {e!r:.100}")
+        if self.configs is not None:
+            _str_list("configs", self.configs)
         if self.select is not None:
             _need(isinstance(self.select, dict), f"select must be an object, got {type(self.select).__name__}")
             for spec, keys in self.select.items():
@@ -194,8 +198,11 @@ def plan_run(options: RunOptions, infos: dict[str, dict[str, Any] | None]) -> Pl
             continue
         plan = plan_checks(_Declared(info), devices=options.devices, dtypes=options.dtypes, alpha=options.alpha,
                            budget=options.budget, base_seed=options.seed, timeout=SOFT_CALL_SHARE * options.timeout,
-                           spec=spec,
-                           only=options.checks)
+                           spec=spec, only=options.checks)
+        if options.configs:
+            from .checks.grid import with_user_points
+
+            plan = with_user_points(plan, options.configs)
         keep = None if options.select is None else set(options.select.get(spec, []))
         for p in plan.checks:
             if keep is None or p.key in keep:

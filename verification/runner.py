@@ -56,7 +56,8 @@ def run_info(options: RunOptions, command: str) -> dict[str, Any]:
 
 
 def check_run_options(options: RunOptions) -> None:
-    """What :meth:`RunOptions.validate` cannot know alone: the profile name, the check ids, a CUDA device.
+    """What :meth:`RunOptions.validate` cannot know alone: the profile name, the check ids, the configuration
+    points, a CUDA device.
 
     Raises
     ------
@@ -77,6 +78,14 @@ def check_run_options(options: RunOptions) -> None:
         unknown = [c for c in options.checks if c not in known]
         if unknown:
             raise RunSetupError(f"unknown check id or family {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if options.configs:
+        from .checks.grid import parse_config
+
+        for text in options.configs:
+            try:
+                parse_config(text)
+            except ValueError as exc:
+                raise RunSetupError(str(exc)) from None
     if "cuda" in options.devices:
         import torch
 

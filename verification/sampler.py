@@ -2,7 +2,8 @@
 
 The input is all ones, so the output is ``keep * scale``: the keep mask is ``out != 0`` and the scale is the
 common value of the kept units. Randomness comes from torch's global generator of the device, seeded per
-chunk from the check's seed (``torch.random.fork_rng`` keeps the caller's state untouched).
+chunk from the check's seed, or once for a stream of consecutive calls (``torch.random.fork_rng`` keeps the
+caller's state untouched).
 
 Anything the implementation does wrong while being called (raises, hangs past the per-call timeout,
 returns a non-tensor, the wrong shape, dtype or device, NaN, kept units with different scales) is raised
@@ -153,6 +154,7 @@ def draw_masks(
     device: str = "cpu",
     dtype: str = "float32",
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    reseed: bool = True,
 ) -> MaskBatch:
     """Draw ``n_batches`` outputs of ``adapter`` on all-ones inputs of ``shape`` and stack their masks.
 
@@ -164,45 +166,74 @@ def draw_masks(
         Base seed; call ``i`` runs under ``derive_seed(seed, "batch", i)``.
     n_batches : int
         Number of calls; the result has ``N * n_batches`` samples.
+    reseed : bool
+        ``False``: seed once with ``derive_seed(seed, "stream")`` and make the ``n_batches`` calls one after
+        the other without reseeding, as a training loop does (consecutive calls must be independent too).
 
     Raises
     ------
     CallFailure
         As :func:`call_guarded`.
     """
-    lo: list[float] = []
-    hi: list[float] = []
-    n_nan = n_inf = 0
-    out_dtype = DTYPES[dtype]
-    keep_all = torch.empty((n_batches * shape[0], *shape[1:]), dtype=torch.bool)
-    for i in range(n_batches):
-        x = torch.ones(shape, dtype=DTYPES[dtype], device=device)  # fresh: the implementation may mutate it
-        with seeded(derive_seed(seed, "batch", i), device):
-            out = call_guarded(adapter, x, drop_prob, block_size, timeout=timeout)
-        out_dtype = out.dtype
+    acc = _Accumulator(n_batches, shape, DTYPES[dtype])
+    if reseed:
+        for i in range(n_batches):
+            with seeded(derive_seed(seed, "batch", i), device):
+                acc.add(i, _call_ones(adapter, shape, drop_prob, block_size, device, dtype, timeout))
+    else:
+        with seeded(derive_seed(seed, "stream"), device):
+            for i in range(n_batches):
+                acc.add(i, _call_ones(adapter, shape, drop_prob, block_size, device, dtype, timeout))
+    return acc.batch()
+
+
+def _call_ones(adapter, shape, drop_prob, block_size, device, dtype, timeout) -> torch.Tensor:
+    x = torch.ones(shape, dtype=DTYPES[dtype], device=device)  # fresh: the implementation may mutate it
+    return call_guarded(adapter, x, drop_prob, block_size, timeout=timeout)
+
+
+class _Accumulator:
+    """Vets each output of an all-ones input and collects its keep mask and scale range."""
+
+    def __init__(self, n_batches: int, shape: tuple[int, ...], out_dtype: torch.dtype) -> None:
+        self.n = shape[0]
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+        self.n_nan = self.n_inf = 0
+        self.out_dtype = out_dtype
+        self.keep_all = torch.empty((n_batches * shape[0], *shape[1:]), dtype=torch.bool)
+        self.calls = n_batches
+
+    def add(self, i: int, out: torch.Tensor) -> None:
+        self.out_dtype = out.dtype
         vals = out.detach()
         keep = vals != 0
-        # a finite float32 sum rules out NaN and inf cheaply; otherwise count them exactly
-        if not math.isfinite(float(torch.sum(vals, dtype=torch.float32))):
+        # one float64 sum rules out NaN and inf, and (with the maximum) shows whether every kept unit holds
+        # the same value: the kept values are at most the maximum, so they sum to count * maximum exactly
+        # when all equal it (float64 adds up to 2**29 float32 or half values without rounding)
+        total = float(torch.sum(vals, dtype=torch.float64))
+        finite = math.isfinite(total)
+        if not finite:
             nan = torch.isnan(vals)
-            n_nan += int(nan.sum())
-            n_inf += int(torch.isinf(vals).sum())
+            self.n_nan += int(nan.sum())
+            self.n_inf += int(torch.isinf(vals).sum())
             keep &= ~nan
         n_kept = int(torch.count_nonzero(keep))
         if n_kept == 0:
-            lo.append(math.nan)
-            hi.append(math.nan)
+            self.lo.append(math.nan)
+            self.hi.append(math.nan)
         else:
-            top = vals.masked_fill(~keep, -math.inf).max() if n_nan else vals.max()
-            # the usual case, one value for every kept unit, costs one comparison
-            if int(torch.count_nonzero(vals == top)) == n_kept:
-                lo.append(float(top))
+            top = float(vals.max() if finite else vals.masked_fill(~keep, -math.inf).max())
+            if finite and total == n_kept * top:
+                self.lo.append(top)
             else:
-                lo.append(float(vals.masked_fill(~keep, math.inf).min()))
-            hi.append(float(top))
-        keep_all[i * shape[0]:(i + 1) * shape[0]] = keep.cpu()
-    return MaskBatch(keep=keep_all, scale_min=lo, scale_max=hi, n_nan=n_nan, n_inf=n_inf,
-                     calls=n_batches, out_dtype=out_dtype)
+                self.lo.append(float(vals.masked_fill(~keep, math.inf).min()))
+            self.hi.append(top)
+        self.keep_all[i * self.n:(i + 1) * self.n] = keep.cpu()
+
+    def batch(self) -> MaskBatch:
+        return MaskBatch(keep=self.keep_all, scale_min=self.lo, scale_max=self.hi, n_nan=self.n_nan,
+                         n_inf=self.n_inf, calls=self.calls, out_dtype=self.out_dtype)
 
 
 def batches_for(n_maps: int, shape_per_map: tuple[int, ...], channels: int) -> tuple[int, int]:

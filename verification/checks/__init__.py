@@ -7,14 +7,18 @@ dtypes it runs in (``None``: every dtype under test).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import contract as _c
+from . import counts as _n
 from . import deterministic as _d
 from . import devices as _v
+from . import independence as _i
 from . import law_checks as _l
+from . import rate_curve as _r
 from . import statistical as _s
 from .base import BUDGETS, Context
+from .design import TEXTS
 
 __all__ = ["CheckSpec", "SUITE", "Context", "BUDGETS"]
 
@@ -53,19 +57,33 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T0.opening", _c.check_block_structure, dims=(2, 3)),
     CheckSpec("T0.determinism", _c.check_determinism, dtypes=_FP32, dims=(2, 3)),
     CheckSpec("T0.argument_validation", _c.check_argument_validation, dtypes=_FP32),
+    CheckSpec("T0.input_independence", _i.check_input_independence, dims=(2, 3)),
     CheckSpec("T0.memory", _v.check_memory_leak, dtypes=_FP32, devices=("cuda",)),
     CheckSpec("P.half_overflow", _c.check_half_precision, dtypes=_HALF),
     CheckSpec("P.all_dropped", _d.check_all_dropped, dtypes=("float32",) + _HALF),
     CheckSpec("T1.lattice_rate", _s.check_lattice_rate, weight=2.0, dims=(2, 3)),
-    CheckSpec("T1.rate_curve", _l.check_rate_curve, weight=1.0, dtypes=_FP32),
+    CheckSpec("T1.rate_curve", _r.check_rate_curve, weight=1.0, dtypes=_FP32),
     CheckSpec("P.half_rate", _s.check_half_rate, weight=1.0, dtypes=_HALF),
     CheckSpec("T2.position_profile", _s.check_position_profile, weight=2.0, dtypes=_FP32),
     CheckSpec("T2.even_block", _s.check_even_block, weight=1.0, dtypes=_FP32),
     CheckSpec("T2.oversize_block", _s.check_oversize_block, weight=1.0, dtypes=_FP32),
     CheckSpec("T3.pair_profile", _l.check_pair_profile, weight=2.0, dtypes=_FP32),
-    CheckSpec("T4.sharing", _s.check_sharing, weight=1.0, dtypes=_FP32),
-    CheckSpec("T5.seed_layer_k1", _s.check_seed_layer, weight=1.0, dtypes=_FP32),
+    CheckSpec("T4.sharing", _i.check_sharing, weight=1.0, dtypes=_FP32),
+    CheckSpec("T4.map_independence", _i.check_map_independence, weight=1.0, dtypes=_FP32),
+    CheckSpec("T4.call_stream", _i.check_call_stream, weight=1.0, dtypes=_FP32),
+    CheckSpec("T5.seed_layer", _n.check_seed_layer, weight=1.0, dtypes=_FP32),
     CheckSpec("T6.tiny_mask_law", _l.check_tiny_mask_law, weight=2.0, dtypes=_FP32),
-    CheckSpec("T7.count_distribution", _s.check_count_distribution, weight=1.0, dtypes=_FP32),
+    CheckSpec("T7.count_distribution", _n.check_count_distribution, weight=1.0, dtypes=_FP32),
     CheckSpec("T7.cpu_vs_cuda", _v.check_cpu_vs_cuda, weight=1.0, dtypes=_FP32, devices=("cuda",)),
 )
+
+
+def _described(spec: CheckSpec) -> CheckSpec:
+    """Fill a statistical check's ``h0``, ``statistic`` and ``method`` from its module's texts."""
+    if not spec.statistical:
+        return spec
+    h0, statistic, method = TEXTS[spec.id]
+    return replace(spec, h0=h0, statistic=statistic, method=method)
+
+
+SUITE = tuple(_described(c) for c in SUITE)

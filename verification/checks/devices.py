@@ -6,27 +6,39 @@ import torch
 
 from ..results import CheckResult
 from ..sampler import CallFailure, call_guarded, seeded
+from ..theory import mask_law
 from .base import Context, failure_result, make_result
-from .statistical import _draw, _spatial, count_homogeneity
+from .counts import COUNT_MAPS, spread_result
+from .design import TEXTS
+from .statistical import _draw
 
 __all__ = ["check_cpu_vs_cuda", "check_memory_leak"]
+
+TEXTS["T7.cpu_vs_cuda"] = (
+    "per-map dropped counts drawn on CUDA and on the CPU (same configuration and dtype) have one law",
+    "maps below mean - sd and above mean + sd of the exact count law, on each device",
+    "exact (Fisher's exact test per tail, conditional on the margins; Bonferroni over the two tails)")
 
 
 def check_cpu_vs_cuda(adapter, ctx: Context) -> CheckResult:
     """T7.cpu_vs_cuda: the implementation's per-map dropped counts on CUDA and on the CPU have one law.
 
-    H0: counts of M independent maps drawn on the CPU and M drawn on CUDA (same configuration, same dtype)
-    come from one distribution. Chi-square test of homogeneity on pooled count bins (>= 5 expected maps per
-    bin and sample). Catches device-specific samplers (e.g. a biased low-precision CUDA uniform) whatever
-    the declared profile.
+    H0: counts of M independent maps drawn on the CPU and M drawn on CUDA (same configuration, same dtype,
+    14 x 14) come from one distribution. :func:`.counts.spread_test`: Fisher's exact test of the share of maps
+    below ``mean - sd`` and above ``mean + sd`` of the declared law's count, Bonferroni over the two. Catches
+    device-specific samplers (e.g. a biased low-precision CUDA uniform) whatever the declared profile.
     """
     cid = "T7.cpu_vs_cuda"
     if ctx.device != "cuda":
         return make_result(cid, ctx, "skip", "CUDA-only check")
     if "cpu" not in adapter.capabilities.devices:
         return make_result(cid, ctx, "skip", f"{adapter.name} does not run on the CPU")
-    spatial = _spatial(ctx)
-    n_maps = min(ctx.max_maps, {"smoke": 2000, "standard": 20000, "thorough": 100000}[ctx.budget])
+    spatial = (14, 14) if ctx.dims == 2 else (7, 7, 7)
+    try:
+        law = mask_law(spatial, ctx.block_size, ctx.drop_prob, adapter.profile)
+    except ValueError as exc:
+        return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
+    n_maps = min(ctx.max_maps, COUNT_MAPS[ctx.budget])
     try:
         on_gpu, shape = _draw(adapter, ctx, cid, spatial, ctx.drop_prob, ctx.block_size, n_maps)
         cpu_ctx = Context(**{**ctx.__dict__, "device": "cpu"})
@@ -35,16 +47,7 @@ def check_cpu_vs_cuda(adapter, ctx: Context) -> CheckResult:
         return failure_result(cid, ctx, exc)
     a = on_gpu.flatten(1).sum(1).numpy()
     b = on_cpu.flatten(1).sum(1).numpy()
-    stat, pvalue, dof = count_homogeneity(a, b)
-    verdict = "pass" if pvalue >= ctx.alpha else "fail"
-    return make_result(
-        cid, ctx, verdict,
-        f"dropped units per map on CUDA: mean {a.mean():.2f} (sd {a.std():.2f}); on the CPU {b.mean():.2f} "
-        f"(sd {b.std():.2f}); chi-square {stat:.1f} on {dof} df, {a.size} maps each",
-        statistic=stat, pvalue=pvalue, alpha=ctx.alpha, n=int(a.size),
-        effect=float(a.mean() / b.mean()) if b.mean() > 0 else None,
-        reproduction=ctx.reproduction(shape, show=ctx.show_counts(float(b.mean()), float(b.std()), "on the CPU")),
-    )
+    return spread_result(cid, ctx, law, a, b, ("on CUDA", "on the CPU"), shape)
 
 
 def check_memory_leak(adapter, ctx: Context) -> CheckResult:

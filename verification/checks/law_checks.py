@@ -1,57 +1,69 @@
-"""Statistical checks of the block shape (T3), the whole mask law (T6) and the drop-rate curve (T1.rate_curve).
+"""Statistical checks of the block shape (T3) and the whole mask law (T6).
 
 Like :mod:`.statistical`, each check compares masks drawn from ``M`` independent maps (all-ones input, one map
-per (sample, channel) or per sample for shared masks, :func:`.statistical._draw`) with the exact law of the
-declared profile (:mod:`verification.theory`), spends the ``alpha`` it is given and states the minimum
-detectable effect (MDE) of its design at power 0.9. Sample sizes follow the budget's target effect
-(:data:`~verification.checks.base.BUDGETS`), capped by its map limit.
+per (sample, channel) or per sample for shared masks) with the exact law of the declared profile
+(:mod:`verification.theory`) at each point of its grid (:mod:`.grid`), spends the ``alpha`` it is given
+(Bonferroni over points) and states the minimum detectable effect (MDE) of its design at power 0.9.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from ..results import CheckResult
-from ..sampler import CallFailure
-from ..theory import expected_fraction, mask_law
-from .base import Context, failure_result, make_result
-from .statistical import POWER, _draw, binomial_mde, binomial_sample_size
+from .base import Context, make_result
+from .design import (
+    TEXTS,
+    binomial_mde,
+    binomial_sample_size,
+    bonferroni,
+    exact_binom_pvalues,
+    gamma_law,
+    gamma_mde,
+    stat_result,
+)
+from .grid import ConfigPoint
+from .statistical import _draw, _seed_parts, run_points
 
 __all__ = [
+    "pair_design",
+    "pair_law",
+    "tiny_law",
+    "cells",
     "check_pair_profile",
     "check_tiny_mask_law",
-    "check_rate_curve",
     "pair_layout",
-    "bernstein_pvalue",
-    "bernstein_halfwidth",
-    "bernstein_sample_size",
-    "chisquare_mde_w",
-    "RATE_CURVE_PROBS",
     "TINY_MAPS",
 ]
 
-#: Drop probabilities of the rate curve (T1.rate_curve).
-RATE_CURVE_PROBS = (0.05, 0.1, 0.2, 0.3)
-#: Maps drawn by T6 per budget.
+#: Maps drawn by T6 per point and budget.
 TINY_MAPS = {"smoke": 4000, "standard": 20000, "thorough": 100000}
-_TINY_BLOCK = 3
-_TINY_SIZES = (5, 4)  # tried in order; the first whose support is at most _TINY_MAX_SUPPORT masks is used
+# a grid size whose support exceeds _TINY_MAX_SUPPORT masks falls back to the smaller size
+_TINY_FALLBACK: dict[tuple[int, ...], tuple[int, ...]] = {(5, 5): (4, 4), (6, 4): (4, 3)}
 _TINY_MAX_SUPPORT = 1 << 13
 _MIN_CELL = 5.0
+
+TEXTS.update({
+    "T3.pair_profile": (
+        "at each point, the number of the M independent maps dropping both units of each pair (u, v) at "
+        "distance 1 .. k + 1 from an interior and a border anchor is Binomial(M, P(D_u = 1, D_v = 1))",
+        "smallest per-pair p-value",
+        "exact (two-sided binomial test per pair; Bonferroni over pairs and points)"),
+    "T6.tiny_mask_law": (
+        "each of M independent maps of a tiny map carries a mask drawn from the enumerated law of the declared "
+        "profile (every mask and its probability)",
+        "count of each likely mask (expected >= 5 maps) and of the other masks pooled; masks outside the support",
+        "exact (two-sided binomial test per cell; Bonferroni over cells and points); a mask outside the support "
+        "fails at once"),
+})
 
 
 def _skip_3d(cid: str, ctx: Context) -> CheckResult | None:
     return make_result(cid, ctx, "skip", "2D check") if ctx.dims != 2 else None
-
-
-def _exact_binom_pvalue(hits: int, n: int, p: float) -> float:
-    """Two-sided exact binomial p-value; for ``p`` in {0, 1} the only possible count passes, any other fails."""
-    if p <= 0.0 or p >= 1.0:
-        return 1.0 if hits == round(p * n) else 0.0
-    return float(stats.binomtest(hits, n, p).pvalue)
 
 
 # ------------------------------------------------------------------------------------------------ T3: pairs
@@ -86,289 +98,220 @@ def _profile_by_distance(values: np.ndarray, labels, anchor: str, k: int) -> lis
             for dist in range(1, k + 2)]
 
 
-def check_pair_profile(adapter, ctx: Context) -> CheckResult:
-    """T3: co-drop probabilities of unit pairs at distances ``1 .. k + 1`` follow the declared block shape.
-
-    H0: for each pair ``(u, v)`` of :func:`pair_layout` (an interior anchor with four directions, a left-border
-    anchor with three, distances ``1 .. k + 1``; ``size = max(14, 2 k + 3)``), the number of the ``M``
-    independent maps dropping both units is Binomial(M, P(u dropped, v dropped)) with the exact pair
-    probability of the declared law (:meth:`verification.theory.DropBlockLaw.pair_drop_probability`). Exact
-    two-sided binomial test per pair; the check's p-value is the Bonferroni-adjusted minimum,
-    ``min(1, P * min p)``, at level ``alpha``.
-
-    The interior profile is the block shape: pairs closer than ``k`` share seeds, pairs at ``k`` and ``k + 1``
-    are independent, so blocks of side ``k - 1`` or ``k + 1`` move the step. Interior pairs are translation
-    invariant, so a shift of every block shows only at the border anchor.
-
-    Design: ``M`` detects, at ``alpha / P`` and power 0.9, a relative error of ``2 x rate_effect`` in the
-    co-drop probability of the interior pair at distance ``k`` (the smallest interior one, ``p_u p_v``);
-    MDE is that relative error at the final ``M``. E.g. ``paper``, ``p = 0.1``, ``k = 3`` at the standard
-    budget with an alpha share of 1.4e-4: 28 pairs (alpha 5.1e-6 each), ``M = 53 480`` maps, MDE 0.20.
-    Details give the interior and border profiles averaged over directions, for a plot.
-    """
-    cid = "T3.pair_profile"
-    if (skip := _skip_3d(cid, ctx)) is not None:
-        return skip
-    k = ctx.block_size
-    size = max(14, 2 * k + 3)
-    try:
-        law = mask_law((size, size), k, ctx.drop_prob, adapter.profile)
-    except ValueError as exc:
-        return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    u, v, labels = pair_layout(size, k)
+def pair_design(law, ctx: Context, alpha_pt: float) -> dict:
+    """T3's design at one point: the pairs, their exact co-drop probabilities, the per-pair level, the
+    reference pair's probability and the maps to ask for (a relative error ``2 x rate_effect``, power 0.9)."""
+    k = law.block_size
+    u, v, labels = pair_layout(law.sizes[0], k)
     expected = law.pair_drop_probability(u, v)
-    n_pairs = len(labels)
-    alpha_pair = ctx.alpha / n_pairs
+    alpha_pair = alpha_pt / len(labels)
     ref = float(expected[labels.index(("interior", "right", k))])
-    target = ref * (1 - 2 * ctx.rate_effect)
-    n_maps = 1000 if not 0.0 < ref < 1.0 else max(1000, binomial_sample_size(ref, target, alpha_pair))
-    n_maps = min(ctx.max_maps, n_maps)
-    try:
-        dropped, shape = _draw(adapter, ctx, cid, (size, size), ctx.drop_prob, k, n_maps)
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
+    n_maps = 1000
+    if 0.0 < ref < 1.0:
+        n_maps = max(1000, binomial_sample_size(ref, ref * (1 - 2 * ctx.rate_effect), alpha_pair))
+    return {"u": u, "v": v, "labels": labels, "expected": expected, "alpha_pair": alpha_pair, "ref": ref,
+            "n_maps": min(ctx.max_maps, n_maps)}
+
+
+def _pair_point(adapter, ctx, cid, index, pt, law, alpha_pt) -> dict:
+    pt = replace(pt, sizes=law.sizes)
+    k = pt.block_size
+    size = pt.sizes[0]
+    dz = pair_design(law, ctx, alpha_pt)
+    u, v, labels, expected, alpha_pair, ref = (dz[key] for key in ("u", "v", "labels", "expected", "alpha_pair",
+                                                                    "ref"))
+    n_pairs = len(labels)
+    dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, k, dz["n_maps"])
     m = dropped.shape[0]
     both = (dropped[:, u[:, 0], u[:, 1]] & dropped[:, v[:, 0], v[:, 1]]).sum(0).numpy().astype(np.int64)
-    pvals = np.array([_exact_binom_pvalue(int(c), m, float(p)) for c, p in zip(both, expected)])
+    pvals = exact_binom_pvalues(both, m, expected)
     worst = int(np.argmin(pvals))
-    p_adj = min(1.0, float(pvals[worst]) * n_pairs)
     observed = both / m
     exp_w = float(expected[worst])
     ci = None
     if 0.0 < exp_w < 1.0:
         lo, hi = stats.binomtest(int(both[worst]), m, exp_w).proportion_ci(confidence_level=1 - alpha_pair)
         ci = (lo / exp_w, hi / exp_w)
-    anchor, direction, dist = labels[worst]
-    verdict = "pass" if p_adj >= ctx.alpha else "fail"
-    return make_result(
-        cid, ctx, verdict,
-        f"worst pair: {anchor} unit and the unit {dist} {direction}: co-drop {observed[worst]:.4f} vs exact "
-        f"{exp_w:.4f} over {m} maps of {size}x{size}, k={k}",
-        statistic=float(pvals[worst]), pvalue=p_adj, alpha=ctx.alpha, n=m,
-        effect=float(observed[worst] / exp_w) if exp_w > 0 else None, ci=ci,
-        mde=binomial_mde(ref, m, alpha_pair) if 0.0 < ref < 1.0 else None,
-        reproduction=ctx.reproduction(shape, block_size=k, show=ctx.show_pair(u[worst], v[worst], exp_w)),
-        details={
-            "distances": list(range(1, k + 2)),
-            "observed": _profile_by_distance(observed, labels, "interior", k),
-            "expected": _profile_by_distance(expected, labels, "interior", k),
-            "border_observed": _profile_by_distance(observed, labels, "border", k),
-            "border_expected": _profile_by_distance(expected, labels, "border", k),
-            "size": [size, size], "block_size": k, "drop_prob": ctx.drop_prob, "pairs": n_pairs,
-        },
+    return {"point": pt.as_dict(), "pvalue": min(1.0, float(pvals[worst]) * n_pairs), "maps": m,
+            "worst": labels[worst], "observed_w": float(observed[worst]), "expected_w": exp_w, "ci": ci,
+            "effect": float(observed[worst] / exp_w) if exp_w > 0 else None,
+            "mde": binomial_mde(ref, m, alpha_pair) if 0.0 < ref < 1.0 else None, "shape": shape,
+            "show": ctx.show_pair(u[worst], v[worst], exp_w),
+            "gamma_power": (lambda f: gamma_law(law, f).pair_drop_probability(u, v), m, alpha_pair),
+            "details": {
+                "distances": list(range(1, k + 2)),
+                "observed": _profile_by_distance(observed, labels, "interior", k),
+                "expected": _profile_by_distance(expected, labels, "interior", k),
+                "border_observed": _profile_by_distance(observed, labels, "border", k),
+                "border_expected": _profile_by_distance(expected, labels, "border", k),
+                "size": [size, size], "block_size": k, "drop_prob": pt.drop_prob, "pairs": n_pairs}}
+
+
+def pair_law(pt: ConfigPoint, profile):
+    size = max(pt.sizes[0], 2 * (pt.block_size or 0) + 3)
+    return pt.law(profile, (size, size))
+
+
+def check_pair_profile(adapter, ctx: Context) -> CheckResult:
+    """T3: co-drop probabilities of unit pairs at distances ``1 .. k + 1`` follow the declared block shape.
+
+    H0: at each point (14 x 14 at the context's ``k`` and ``p``, and 14 x 14 with ``k = 5``, ``p = 0.3``; the
+    side grows to ``2 k + 3`` when needed), for each pair ``(u, v)`` of :func:`pair_layout` (an interior
+    anchor with four directions, a left-border anchor with three, distances ``1 .. k + 1``), the number of
+    the ``M`` independent maps dropping both units is Binomial(M, P(u dropped, v dropped)) with the exact pair
+    probability of the declared law (:meth:`verification.theory.DropBlockLaw.pair_drop_probability`). Exact
+    two-sided binomial test per pair; Bonferroni over pairs and points.
+
+    The interior profile is the block shape: pairs closer than ``k`` share seeds, pairs at ``k`` and ``k + 1``
+    are independent, so blocks of side ``k - 1`` or ``k + 1`` move the step. Interior pairs are translation
+    invariant, so a shift of every block shows only at the border anchor.
+
+    Design: ``M`` detects, at each pair's alpha share and power 0.9, a relative error of ``2 x rate_effect``
+    in the co-drop probability of the interior pair at distance ``k`` (the smallest interior one); MDE is
+    that relative error at the final ``M`` (largest over the points); ``mde_gamma`` in the details is the
+    relative gamma error detected with power 0.9 (:func:`~.design.gamma_mde`). Details give the worst point's
+    interior and border profiles averaged over directions, for a plot.
+    """
+    cid = "T3.pair_profile"
+    if (skip := _skip_3d(cid, ctx)) is not None:
+        return skip
+    stop, rows, skipped = run_points(adapter, ctx, cid, _pair_point, pair_law)
+    if stop is not None:
+        return stop
+    w = min(rows, key=lambda r: r["pvalue"])
+    anchor, direction, dist = w["worst"]
+    d = w["details"]
+    mdes = [r["mde"] for r in rows if r["mde"] is not None]
+    mde_gamma = gamma_mde([r["gamma_power"] for r in rows])
+    return stat_result(
+        cid, ctx, bonferroni([r["pvalue"] for r in rows]),
+        f"worst pair: {anchor} unit and the unit {dist} {direction}: co-drop {w['observed_w']:.4f} vs exact "
+        f"{w['expected_w']:.4f} over {w['maps']} maps of {d['size'][0]}x{d['size'][1]}, k={d['block_size']}, "
+        f"p={d['drop_prob']:g}; {len(rows)} points",
+        n=w["maps"], mde=max(mdes) if mdes else None, mde_unit="relative co-drop error at distance k",
+        statistic=float(w["pvalue"]), effect=w["effect"], ci=w["ci"],
+        reproduction=ctx.reproduction(w["shape"], drop_prob=d["drop_prob"], block_size=d["block_size"],
+                                      show=w["show"]),
+        details={**d, "points": [{"point": r["point"], "pvalue": r["pvalue"], "maps": r["maps"], "mde": r["mde"]}
+                                 for r in rows], "skipped_points": skipped,
+                 "mde_gamma": mde_gamma if math.isfinite(mde_gamma) else None},
     )
 
 
 # ------------------------------------------------------------------------------------ T6: tiny mask law
-def chisquare_mde_w(df: int, n: int, alpha: float, power: float = POWER) -> float:
-    """Cohen's ``w = sqrt(sum (p1 - p0)**2 / p0)`` a chi-square test on ``df`` degrees of freedom detects with
-    ``n`` samples at ``alpha`` with ``power`` (non-central chi-square with ``lambda = n w**2``)."""
-    if df < 1 or n < 1:
-        return math.inf
-    crit = stats.chi2.isf(alpha, df)
-    lam = optimize.brentq(lambda x: stats.ncx2.sf(crit, df, x) - power, 1e-9, 10.0 * (crit + 100.0))
-    return math.sqrt(lam / n)
+def cells(dist, m: int) -> tuple[np.ndarray, int]:
+    """Cell of each mask: its own when it expects >= 5 of ``m`` maps (masks are sorted by probability),
+    else one pooled cell. Returns the cell index per mask and the number of cells."""
+    keep = int(np.sum(dist.probabilities * m >= _MIN_CELL))
+    cell = np.minimum(np.arange(len(dist)), keep)
+    return cell, int(cell.max()) + 1
 
 
-def _pool_cells(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Cells sorted by expected count (descending): keep those expecting >= 5, pool the rest into one cell
-    (merged into the last kept cell when it expects < 5). Returns observed, expected, pooled mass fraction."""
-    keep = int(np.sum(expected >= _MIN_CELL))
-    obs, exp = list(observed[:keep]), list(expected[:keep])
-    rest_o, rest_e = float(observed[keep:].sum()), float(expected[keep:].sum())
-    if rest_e >= _MIN_CELL or not exp:
-        obs.append(rest_o)
-        exp.append(rest_e)
-    elif rest_e > 0 or rest_o > 0:
-        obs[-1] += rest_o
-        exp[-1] += rest_e
-    total = float(expected.sum())
-    return np.array(obs, dtype=float), np.array(exp, dtype=float), rest_e / total if total else 0.0
+def tiny_law(pt: ConfigPoint, profile):
+    reasons = []
+    for sizes in (pt.sizes, _TINY_FALLBACK.get(pt.sizes)):
+        if sizes is None:
+            continue
+        try:
+            return pt.law(profile, sizes).mask_distribution(_TINY_MAX_SUPPORT)
+        except ValueError as exc:
+            reasons.append(f"{'x'.join(map(str, sizes))}: {exc}")
+    raise ValueError("; ".join(reasons))
+
+
+def _cell_probs(dist, cell: np.ndarray, n_cells: int, profile, pt: ConfigPoint):
+    """``probs(factor)``: the cells' probabilities under gamma x factor (for :func:`~.design.gamma_mde`)."""
+    law = pt.law(profile, dist.sizes)
+
+    def probs(factor: float) -> np.ndarray:
+        alt = gamma_law(law, factor).mask_distribution(_TINY_MAX_SUPPORT)
+        return np.bincount(cell, weights=alt.probabilities[alt.index_of(dist.masks)], minlength=n_cells)
+
+    return probs
+
+
+def _tiny_point(adapter, ctx, cid, index, pt, dist, alpha_pt) -> dict:
+    spatial = dist.sizes
+    dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), spatial, pt.drop_prob, pt.block_size,
+                           min(ctx.max_maps, TINY_MAPS[ctx.budget]))
+    m = dropped.shape[0]
+    idx = dist.index_of(dropped.numpy())
+    row = {"point": {**pt.as_dict(), "sizes": list(spatial)}, "maps": m, "support": len(dist), "shape": shape,
+           "show": ctx.show_empty(dist)}
+    outside = int(np.sum(idx < 0))
+    if outside:
+        bad = dropped[int(np.argmax(idx < 0))].numpy().astype(int)
+        return {**row, "pvalue": 0.0, "outside": outside, "example": bad.tolist(), "effect": outside / m,
+                "mde": None, "cells": 0}
+    cell, n_cells = cells(dist, m)
+    p_cell = np.bincount(cell, weights=dist.probabilities, minlength=n_cells)
+    observed = np.bincount(cell[idx], minlength=n_cells)
+    pvals = exact_binom_pvalues(observed, m, p_cell)
+    w = int(np.argmin(pvals))
+    alpha_cell = alpha_pt / n_cells
+    top = min(10, len(dist))
+    return {**row, "pvalue": min(1.0, float(pvals[w]) * n_cells), "outside": 0, "cells": n_cells,
+            "worst_cell": w, "worst_observed": float(observed[w] / m), "worst_expected": float(p_cell[w]),
+            "effect": float(observed[w] / (m * p_cell[w])) if p_cell[w] > 0 else None,
+            "mde": binomial_mde(float(p_cell[0]), m, alpha_cell),
+            "gamma_power": (_cell_probs(dist, cell, n_cells, adapter.profile, pt), m, alpha_cell),
+            "observed_top": (np.bincount(idx, minlength=len(dist))[:top] / m).tolist(),
+            "expected_top": dist.probabilities[:top].tolist()}
 
 
 def check_tiny_mask_law(adapter, ctx: Context) -> CheckResult:
-    """T6: the whole mask law on a tiny map (5 x 5, k = 3; own configuration, ``drop_prob`` from the context).
+    """T6: the whole mask law on tiny maps: 5 x 5 with ``k = 3`` at the context's ``p``, and the
+    taller-than-wide 6 x 4 with ``k = 3`` at ``p = 0.3`` (4 x 4 and 4 x 3 when a support exceeds 8 192 masks).
 
     H0: each of ``M`` independent maps carries a mask drawn from the enumerated law of the declared profile
     (:func:`verification.theory.mask_distribution`, every mask and its probability). A mask outside the
-    support fails at once (deterministic, p-value 0). Otherwise Pearson's chi-square goodness of fit
-    (``scipy.stats.chisquare``) over the masks, cells sorted by probability, those expecting fewer than 5 maps
-    pooled into one cell; asymptotic p-value at level ``alpha``. Falls back to a 4 x 4 map when the 5 x 5
-    support exceeds 8192 masks, and skips when neither fits.
+    support fails at once (deterministic, p-value 0). Otherwise each mask expected in at least 5 maps is a
+    cell, the rest are pooled into one, and each cell's count is tested exactly (two-sided binomial,
+    Binomial(M, P(cell))); Bonferroni over cells and points. (A Pearson chi-square over the same cells,
+    used before, rejects 1.5 times too often at the alpha shares spent.)
 
-    Design: ``M`` = 4 000 / 20 000 / 100 000 maps (smoke / standard / thorough), capped by the budget's map
-    limit. MDE: Cohen's ``w`` detectable at ``alpha`` with power 0.9 on the test's degrees of freedom; the
-    effect reported is the observed ``w = sqrt(chi2 / M)``. E.g. ``paper``, ``p = 0.1`` at the standard budget
-    with an alpha share of 1.4e-4: 232 possible masks in 47 cells (46 df), ``M = 20 000``, MDE ``w = 0.058``;
-    gamma off by 10% has ``w = 0.054`` (power 0.78 here, 1.00 at the thorough budget).
+    Design: ``M`` = 4 000 / 20 000 / 100 000 maps per point (smoke / standard / thorough), capped by the
+    budget's map limit. MDE: the relative error of the most likely mask's frequency detectable at its alpha
+    share with power 0.9 (largest over points); e.g. ``paper``, ``p = 0.1``, standard budget: the empty mask
+    (probability 0.75) moves by 2.6% under gamma x 1.1, an MDE of about 2%. Effect: observed over expected
+    count of the worst cell. ``mde_gamma`` in the details: the relative gamma error detected with power 0.9
+    (:func:`~.design.gamma_mde`).
     """
     cid = "T6.tiny_mask_law"
     if (skip := _skip_3d(cid, ctx)) is not None:
         return skip
-    dist, reasons = None, []
-    for side in _TINY_SIZES:
-        try:
-            dist = mask_law((side, side), _TINY_BLOCK, ctx.drop_prob, adapter.profile).mask_distribution(
-                _TINY_MAX_SUPPORT)
-            break
-        except ValueError as exc:
-            reasons.append(f"{side}x{side}: {exc}")
-    if dist is None:
-        return make_result(cid, ctx, "skip", "no tiny map with an enumerable law: " + "; ".join(reasons))
-    spatial = dist.sizes
-    n_maps = min(ctx.max_maps, TINY_MAPS[ctx.budget])
-    try:
-        dropped, shape = _draw(adapter, ctx, cid, spatial, ctx.drop_prob, _TINY_BLOCK, n_maps)
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
-    m = dropped.shape[0]
-    idx = dist.index_of(dropped.numpy())
-    where = "x".join(map(str, spatial))
-    common = {"n": m, "alpha": ctx.alpha,
-              "reproduction": ctx.reproduction(shape, block_size=_TINY_BLOCK, show=ctx.show_empty(dist))}
-    outside = int(np.sum(idx < 0))
-    if outside:
-        bad = dropped[int(np.argmax(idx < 0))].numpy().astype(int)
-        rows = " / ".join("".join(map(str, r)) for r in bad)
+    stop, rows, skipped = run_points(adapter, ctx, cid, _tiny_point, tiny_law,
+                                     none="no tiny map with an enumerable law")
+    if stop is not None:
+        return stop
+    w = min(rows, key=lambda r: r["pvalue"])
+    pt = w["point"]
+    where = f"{'x'.join(map(str, pt['sizes']))}, k={pt['block_size']}, p={pt['drop_prob']:g}"
+    repro = ctx.reproduction(w["shape"], drop_prob=pt["drop_prob"], block_size=pt["block_size"], show=w["show"])
+    gamma_points = [r.pop("gamma_power") for r in rows if "gamma_power" in r]
+    for r in rows:
+        r.pop("shape")
+        r.pop("show")
+    total = sum(r["maps"] for r in rows)
+    if w["outside"]:
+        rows_text = " / ".join("".join(map(str, r)) for r in w["example"])
         return make_result(
             cid, ctx, "fail",
-            f"{outside} of {m} masks on {where} (k={_TINY_BLOCK}) are impossible under the declared law, "
-            f"e.g. {rows} (1 = dropped)",
-            statistic=float(outside), pvalue=0.0, effect=outside / m, **common,
-            details={"outside": outside, "example": bad.tolist(), "support": len(dist), "size": list(spatial)},
-        )
-    observed = np.bincount(idx, minlength=len(dist)).astype(float)
-    expected = dist.probabilities * m
-    obs, exp, pooled = _pool_cells(observed, expected * (m / expected.sum()))
-    df = len(obs) - 1
-    if df < 1:
-        return make_result(cid, ctx, "pass", f"degenerate mask law on {where} (one cell)", **common)
-    res = stats.chisquare(obs, exp)
-    verdict = "pass" if res.pvalue >= ctx.alpha else "fail"
-    top = min(10, len(dist))
-    return make_result(
-        cid, ctx, verdict,
-        f"mask law on {where}, k={_TINY_BLOCK}: chi-square {res.statistic:.1f} on {df} df over {m} maps "
-        f"({len(dist)} possible masks, {len(obs)} cells)",
-        statistic=float(res.statistic), pvalue=float(res.pvalue), effect=math.sqrt(res.statistic / m),
-        mde=chisquare_mde_w(df, m, ctx.alpha), **common,
-        details={"size": list(spatial), "block_size": _TINY_BLOCK, "support": len(dist), "cells": len(obs),
-                 "pooled_probability": pooled, "outside": 0, "observed_top": (observed[:top] / m).tolist(),
-                 "expected_top": dist.probabilities[:top].tolist()},
-    )
-
-
-# -------------------------------------------------------------------------------- T1: drop-rate curve
-def bernstein_pvalue(deviation: float, n: int, sd: float, bound: float) -> float:
-    """Bernstein bound ``P(|mean - E| >= t) <= 2 exp(-n t**2 / (2 sd**2 + 2 bound t / 3))`` for ``n``
-    independent variables with variance ``sd**2`` and ``|X - E| <= bound``; valid at every ``n``."""
-    t = abs(deviation)
-    if t == 0.0:
-        return 1.0
-    return min(1.0, 2.0 * math.exp(-n * t * t / (2.0 * sd * sd + 2.0 * bound * t / 3.0)))
-
-
-def bernstein_halfwidth(n: int, sd: float, bound: float, alpha: float) -> float:
-    """The ``t`` at which :func:`bernstein_pvalue` equals ``alpha`` (root of ``n t**2 - (2 b L / 3) t - 2 sd**2
-    L = 0`` with ``L = log(2 / alpha)``)."""
-    lg = math.log(2.0 / alpha)
-    a = 2.0 * bound * lg / 3.0
-    return (a + math.sqrt(a * a + 8.0 * n * sd * sd * lg)) / (2.0 * n)
-
-
-def bernstein_sample_size(delta: float, sd0: float, sd1: float, bound: float, alpha: float,
-                          power: float = POWER) -> int:
-    """Smallest ``n`` with ``bernstein_halfwidth(n) + z_power sd1 / sqrt(n) <= delta``: the Bernstein test at
-    ``alpha`` detects a mean shift ``delta`` with ``power`` (normal approximation under the alternative)."""
-    zb = stats.norm.ppf(power)
-
-    def ok(n: int) -> bool:
-        return bernstein_halfwidth(n, sd0, bound, alpha) + zb * sd1 / math.sqrt(n) <= delta
-
-    hi = 1
-    while not ok(hi):
-        hi *= 2
-        if hi > 1 << 40:
-            return hi
-    lo = hi // 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
-
-
-def check_rate_curve(adapter, ctx: Context) -> CheckResult:
-    """T1.rate_curve: mean drop fraction per map at ``drop_prob`` in (0.05, 0.1, 0.2, 0.3), 14 x 14, ``k`` from
-    the context, equals the declared law's exact expectation.
-
-    H0: at each point the per-map drop fractions of ``M`` independent maps are i.i.d. in [0, 1] with the exact
-    mean ``E`` and standard deviation ``sd`` of the declared law (:meth:`~verification.theory.DropBlockLaw.
-    expected_fraction`, :meth:`~verification.theory.DropBlockLaw.sd_fraction`, covariances included).
-    Test: Bernstein's inequality with the exact variance and the bound ``|X - E| <= max(E, 1 - E)``, which
-    holds at every ``M`` (no CLT); per-point level ``alpha / 4``, check p-value ``min(1, 4 * min p)``. The
-    statistic is the CLT z-score of the worst point (for reading only); ``ci`` is the worst point's
-    acceptance band ``mean +- t_alpha`` relative to ``E``.
-
-    Design: ``M`` per point makes every point detect, with power 0.9, the smaller shift of ``E`` caused by
-    ``gamma x (1 -/+ rate_effect)`` (exact, from the theory), capped by a quarter of the budget's map limit.
-    MDE: the largest over the points of the relative error of ``E`` detectable at the final ``M``. E.g.
-    ``paper``, ``k = 3`` at the standard budget with an alpha share of 7.1e-5 (1.8e-5 per point):
-    ``M = 5 104`` maps per point, MDE 0.097. Details give the curve (observed, band, declared and paper
-    expectations) for the report's plot.
-    """
-    cid = "T1.rate_curve"
-    if (skip := _skip_3d(cid, ctx)) is not None:
-        return skip
-    spatial, k, prof = (14, 14), ctx.block_size, adapter.profile
-    try:
-        laws = [mask_law(spatial, k, p, prof) for p in RATE_CURVE_PROBS]
-    except ValueError as exc:
-        return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    n_pts = len(laws)
-    alpha_pt = ctx.alpha / n_pts
-    means = [law.expected_fraction() for law in laws]
-    sds = [law.sd_fraction() for law in laws]
-    bounds = [max(e, 1.0 - e) for e in means]
-    need = 1
-    for law, e, sd, b in zip(laws, means, sds, bounds):
-        alts = [mask_law(spatial, k, law.drop_prob, prof, gamma=min(1.0, law.gamma * f))
-                for f in (1 - ctx.rate_effect, 1 + ctx.rate_effect)]
-        alt = min(alts, key=lambda a: abs(a.expected_fraction() - e))
-        delta = abs(alt.expected_fraction() - e)
-        if delta > 0 and sd > 0:
-            need = max(need, bernstein_sample_size(delta, sd, alt.sd_fraction(), b, alpha_pt))
-    n_maps = max(200, min(need, ctx.max_maps // n_pts))
-    observed, pvals, zs, half = [], [], [], []
-    for p in RATE_CURVE_PROBS:
-        try:
-            dropped, shape = _draw(adapter, ctx, f"{cid}/p={p}", spatial, p, k, n_maps)
-        except CallFailure as exc:
-            return failure_result(cid, ctx, exc)
-        observed.append(float(dropped.flatten(1).double().mean(1).mean()))
-    m = int(dropped.shape[0])
-    for obs, e, sd, b in zip(observed, means, sds, bounds):
-        pvals.append(bernstein_pvalue(obs - e, m, sd, b) if sd > 0 else (1.0 if obs == e else 0.0))
-        zs.append((obs - e) / (sd / math.sqrt(m)) if sd > 0 else 0.0)
-        half.append(bernstein_halfwidth(m, sd, b, alpha_pt) if sd > 0 else 0.0)
-    worst = int(np.argmin(pvals))
-    p_adj = min(1.0, pvals[worst] * n_pts)
-    e_w = means[worst]
-    zb = stats.norm.ppf(POWER)
-    mde = max((h + zb * sd / math.sqrt(m)) / e for h, sd, e in zip(half, sds, means) if e > 0)
-    verdict = "pass" if p_adj >= ctx.alpha else "fail"
-    return make_result(
-        cid, ctx, verdict,
-        f"worst point drop_prob={RATE_CURVE_PROBS[worst]}: mean drop fraction {observed[worst]:.5f} vs exact "
-        f"{e_w:.5f} (z={zs[worst]:.2f}) over {m} maps of 14x14, k={k}",
-        statistic=float(zs[worst]), pvalue=p_adj, alpha=ctx.alpha, n=m * n_pts,
-        effect=observed[worst] / e_w if e_w > 0 else None,
-        ci=((observed[worst] - half[worst]) / e_w, (observed[worst] + half[worst]) / e_w) if e_w > 0 else None,
-        mde=mde, reproduction=ctx.reproduction(shape, drop_prob=RATE_CURVE_PROBS[worst], block_size=k,
-                                               show=ctx.show_fraction(e_w)),
-        details={
-            "drop_probs": list(RATE_CURVE_PROBS), "observed": observed,
-            "ci_low": [o - h for o, h in zip(observed, half)], "ci_high": [o + h for o, h in zip(observed, half)],
-            "expected": means, "paper": [expected_fraction(spatial, k, p, "paper") for p in RATE_CURVE_PROBS],
-            "sd_fraction": sds, "z": zs, "maps_per_point": m, "block_size": k,
-        },
+            f"{w['outside']} of {w['maps']} masks on {where} are impossible under the declared law, e.g. "
+            f"{rows_text} (1 = dropped)", statistic=float(w["outside"]), pvalue=0.0, effect=w["effect"],
+            n=total, alpha=ctx.alpha, reproduction=repro,
+            details={"outside": w["outside"], "example": w["example"], "support": w["support"],
+                     "size": pt["sizes"], "points": rows})
+    mdes = [r["mde"] for r in rows if r["mde"] is not None]
+    mde_gamma = gamma_mde(gamma_points)
+    return stat_result(
+        cid, ctx, bonferroni([r["pvalue"] for r in rows]),
+        f"mask law on {where}: worst cell {w['worst_cell']} of {w['cells']} at {w['worst_observed']:.4f} vs exact "
+        f"{w['worst_expected']:.4f} over {w['maps']} maps ({w['support']} possible masks); {len(rows)} points",
+        n=total, mde=max(mdes) if mdes else None, mde_unit="relative error of the most likely mask's frequency",
+        statistic=float(w["pvalue"]), effect=w["effect"], reproduction=repro,
+        details={"size": pt["sizes"], "block_size": pt["block_size"], "support": w["support"],
+                 "cells": w["cells"], "outside": 0, "observed_top": w["observed_top"],
+                 "expected_top": w["expected_top"], "points": rows, "skipped_points": skipped,
+                 "mde_gamma": mde_gamma if math.isfinite(mde_gamma) else None},
     )

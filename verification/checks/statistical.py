@@ -1,34 +1,50 @@
-"""Statistical checks T1, T2, T4, T5, T7 against the exact law of the declared profile.
+"""Rate and position checks T1.lattice_rate, P.half_rate and T2 against the exact law of the declared profile.
 
-Each check states its null hypothesis (the declared profile's exact law), spends the ``alpha`` it is given,
-counts ``n`` independent samples (maps, or mutually independent units across maps: units spaced at least
-the block side apart on some axis never share a seed, semantics notes Sec. 3), and reports the minimum
-detectable effect (MDE) of its design at power 0.9. Sample sizes are derived from the budget's target
-effect (:data:`~verification.checks.base.BUDGETS`), capped by its map limit.
+Each check draws ``M`` independent maps (all-ones input, one map per (sample, channel), or per sample for
+shared masks) at each point of its configuration grid (:mod:`.grid`), tests every point exactly at a
+Bonferroni share of its ``alpha``, and reports its minimum detectable effect (MDE) at power 0.9
+(:mod:`.design`). Units spaced at least the block side apart on some axis never share a seed, so they are
+independent (semantics notes Sec. 3); units covered by the same seeds have identical indicators.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import torch
 from scipy import stats
 
-from dropblock.functional import drop_block
-
 from ..results import CheckResult
 from ..sampler import CallFailure, batches_for, draw_masks
-from ..theory import DropBlockLaw, drop_probability_map, mask_law
+from ..theory import DropBlockLaw
 from .base import Context, failure_result, make_result
+from .design import (
+    GAMMA_EFFECT,
+    TEXTS,
+    binomial_mde,
+    binomial_power,
+    binomial_sample_size,
+    bonferroni,
+    exact_binom_pvalue,
+    exact_binom_pvalues,
+    gamma_law,
+    gamma_mde,
+    gamma_ratio,
+    solve_mde,
+    stat_result,
+    union_power,
+)
+from .grid import ConfigPoint, points_for
 
 __all__ = [
+    "valid_points",
+    "run_points",
+    "lattice_design",
+    "position_design",
+    "maps_drawn",
     "check_lattice_rate",
     "check_position_profile",
-    "check_sharing",
-    "check_seed_layer",
-    "check_count_distribution",
     "check_half_rate",
     "check_even_block",
     "check_oversize_block",
@@ -36,40 +52,75 @@ __all__ = [
     "binomial_mde",
 ]
 
-POWER = 0.9
+_LATTICE_H0 = ("at each configuration point, the dropped count of the maximal-coverage lattice (mutually "
+               "independent units, each dropped with probability p_u = 1 - (1 - gamma)**n_max) over M "
+               "independent maps is Binomial(M * |lattice|, p_u)")
+_POSITION_H0 = ("at each configuration point and position u, the number of the M independent maps that drop u "
+                "is Binomial(M, 1 - (1 - gamma)**n(u))")
+TEXTS.update({
+    "T1.lattice_rate": (_LATTICE_H0, "dropped lattice units per point",
+                        "exact (two-sided binomial test per point, scipy.stats.binomtest; Bonferroni over points)"),
+    "P.half_rate": (_LATTICE_H0 + ", in half precision with a small gamma", "dropped lattice units per point",
+                    "exact (two-sided binomial test per point; Bonferroni over points)"),
+})
+for _cid in ("T2.position_profile", "T2.even_block", "T2.oversize_block"):
+    TEXTS[_cid] = (_POSITION_H0, "smallest per-position p-value",
+                   "exact (two-sided binomial test per position; Bonferroni over groups of positions with "
+                   "identical indicators and over points)")
 
 
-def binomial_sample_size(p0: float, p1: float, alpha: float, power: float = POWER) -> int:
-    """Trials for a two-sided binomial test of ``p0`` at ``alpha`` to detect ``p1`` with ``power``.
-
-    Normal approximation: ``n = ((z_{1-alpha/2} sqrt(p0 q0) + z_power sqrt(p1 q1)) / (p0 - p1))**2``.
-    """
-    za, zb = stats.norm.isf(alpha / 2), stats.norm.ppf(power)
-    return math.ceil(((za * math.sqrt(p0 * (1 - p0)) + zb * math.sqrt(p1 * (1 - p1))) / (p0 - p1)) ** 2)
-
-
-def _gamma_error_rates(gamma: float, n_cov: int, rel: float) -> tuple[float, float]:
-    """Unit drop rate under the declared gamma and under the harder of gamma * (1 -/+ rel)."""
-    p0 = 1.0 - (1.0 - gamma) ** n_cov
-    alts = [1.0 - (1.0 - min(1.0, gamma * f)) ** n_cov for f in (1 - rel, 1 + rel)]
-    return p0, min(alts, key=lambda p1: abs(p1 - p0))
-
-
-def binomial_mde(p0: float, n: int, alpha: float, power: float = POWER) -> float:
-    """Relative rate error detectable with ``power`` by a two-sided binomial test of ``n`` trials."""
-    if n <= 0 or p0 <= 0 or p0 >= 1:
-        return math.inf
-    za, zb = stats.norm.isf(alpha / 2), stats.norm.ppf(power)
-    return (za + zb) * math.sqrt(p0 * (1 - p0) / n) / p0
-
-
-def _independent_layout(ctx: Context, sharing: str, n_maps: int, spatial: tuple[int, ...]):
-    """Call shape and number of calls giving ``n_maps`` independent maps, and how to select them."""
+def _independent_layout(sharing: str, n_maps: int, spatial: tuple[int, ...]):
+    """Call shape and number of calls giving ``n_maps`` independent maps."""
     channels = 8 if sharing == "none" else 1
     if sharing == "batch":
         return (1, 1, *spatial), n_maps
     n_per_call, calls = batches_for(n_maps, spatial, channels)
     return (n_per_call, channels, *spatial), calls
+
+
+def _draw(adapter, ctx: Context, seed_parts, spatial, p, k, n_maps):
+    """``(M, *spatial)`` bool dropped masks of ``M >= n_maps`` independent maps, and the call shape."""
+    shape, calls = _independent_layout(adapter.profile.sharing, n_maps, tuple(spatial))
+    parts = seed_parts if isinstance(seed_parts, tuple) else (seed_parts,)
+    batch = draw_masks(adapter, shape, p, k, seed=ctx.seed(*parts), n_batches=calls, device=ctx.device,
+                       dtype=ctx.dtype, timeout=ctx.timeout)
+    dropped = batch.dropped
+    if adapter.profile.sharing != "none":
+        dropped = dropped[:, :1]
+    return dropped.flatten(0, 1), shape
+
+
+def valid_points(cid: str, ctx: Context, profile, law_of=None) -> tuple[list[tuple[int, ConfigPoint, object]],
+                                                                       list[str]]:
+    """``(index, point, law)`` of the points of ``cid`` whose law the profile accepts (``law_of(point,
+    profile)``, default :func:`~verification.theory.mask_law`), and why the others were left out."""
+    valid, skipped = [], []
+    for i, pt in enumerate(points_for(cid, ctx)):
+        try:
+            law = law_of(pt, profile) if law_of else pt.law(profile)
+            valid.append((i, pt, law))
+        except ValueError as exc:
+            skipped.append(f"{pt.label}: {exc}")
+    return valid, skipped
+
+
+def run_points(adapter, ctx: Context, cid: str, point_fn, law_of=None, *, none: str = "profile rejects every point"):
+    """Run ``point_fn(adapter, ctx, cid, index, point, law, alpha_pt)`` at every valid point with a Bonferroni
+    share of alpha. Returns ``(result, None, None)`` when the check skips or a call fails, else ``(None, rows,
+    skipped)``."""
+    valid, skipped = valid_points(cid, ctx, adapter.profile, law_of)
+    if not valid:
+        return make_result(cid, ctx, "skip", f"{none}: " + "; ".join(skipped)), None, None
+    alpha_pt = ctx.alpha / len(valid)
+    try:
+        return None, [point_fn(adapter, ctx, cid, i, pt, law, alpha_pt) for i, pt, law in valid], skipped
+    except CallFailure as exc:
+        return failure_result(cid, ctx, exc), None, None
+
+
+def _seed_parts(cid: str, index: int, pt: ConfigPoint):
+    """The main point keeps the check's own seed; the others add their label."""
+    return (cid,) if index == 0 else (cid, pt.label)
 
 
 def _max_coverage_lattice(law: DropBlockLaw) -> tuple[np.ndarray, int, float]:
@@ -89,294 +140,198 @@ def _max_coverage_lattice(law: DropBlockLaw) -> tuple[np.ndarray, int, float]:
     return lat, n_max, float(units.drop_probs[inside][0])
 
 
-def _draw(adapter, ctx: Context, check_id: str, spatial, p, k, n_maps):
-    shape, calls = _independent_layout(ctx, adapter.profile.sharing, n_maps, spatial)
-    batch = draw_masks(adapter, shape, p, k, seed=ctx.seed(check_id), n_batches=calls, device=ctx.device,
-                       dtype=ctx.dtype, timeout=ctx.timeout)
-    dropped = batch.dropped
-    if adapter.profile.sharing != "none":
-        dropped = dropped[:, :1]
-    return dropped.flatten(0, 1), shape
+def _gamma_rates(gamma: float, n_cov: int, rel: float) -> list[float]:
+    """Unit drop rates under ``gamma * (1 - rel)`` and ``gamma * (1 + rel)``."""
+    return [1.0 - (1.0 - min(1.0, gamma * f)) ** n_cov for f in (1 - rel, 1 + rel)]
 
 
-def _spatial(ctx: Context) -> tuple[int, ...]:
-    return (14, 14) if ctx.dims == 2 else (7, 7, 7)
+def _gamma_power(gamma: float, n_cov: int, n: int, alpha: float, rel: float) -> float:
+    """Power of the lattice test against the harder of ``gamma * (1 -/+ rel)``."""
+    p0 = 1.0 - (1.0 - gamma) ** n_cov
+    return min(binomial_power(p0, p1, n, alpha) for p1 in _gamma_rates(gamma, n_cov, rel))
 
 
-def check_lattice_rate(adapter, ctx: Context, *, spatial: tuple[int, ...] | None = None,
-                       block_size: int | None = None, cid: str = "T1.lattice_rate") -> CheckResult:
-    """T1: drop rate of independent interior units equals ``1 - (1 - gamma)**n_max`` of the declared law.
+def maps_drawn(sharing: str, n_maps: int, spatial: tuple[int, ...]) -> int:
+    """Independent maps :func:`_draw` returns when asked for ``n_maps`` (whole calls, so at least as many)."""
+    shape, calls = _independent_layout(sharing, n_maps, tuple(spatial))
+    return calls * shape[0] * (shape[1] if sharing == "none" else 1)
 
-    H0: over ``M`` independent maps, the dropped count of the maximal-coverage lattice (units spaced by the
-    block side, all with coverage ``n_max``) is Binomial(M * |lattice|, p_u). Exact two-sided binomial test.
-    Effect: observed / expected rate, with its Clopper-Pearson interval at ``1 - alpha``.
-    """
-    spatial = spatial or _spatial(ctx)
-    k = block_size or ctx.block_size
-    try:
-        law = mask_law(spatial, k, ctx.drop_prob, adapter.profile)
-    except ValueError as exc:
-        return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    gamma = law.gamma
+
+def lattice_design(law: DropBlockLaw, ctx: Context, alpha_pt: float) -> tuple[np.ndarray, int, float, int]:
+    """T1's design at one point: lattice, ``n_max``, ``p_u`` and the maps to ask for, so that the binomial test
+    at ``alpha_pt`` detects ``gamma * (1 -/+ GAMMA_EFFECT[budget])`` with power 0.9."""
     lat, n_max, p0 = _max_coverage_lattice(law)
-    _, p1 = _gamma_error_rates(gamma, n_max, ctx.rate_effect)
     per_map = int(lat.sum())
-    n_maps = min(ctx.max_maps, math.ceil(binomial_sample_size(p0, p1, ctx.alpha) / per_map))
-    try:
-        dropped, shape = _draw(adapter, ctx, cid, spatial, ctx.drop_prob, k, n_maps)
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
+    if 0.0 < p0 < 1.0:
+        p1 = min(_gamma_rates(law.gamma, n_max, GAMMA_EFFECT[ctx.budget]), key=lambda r: abs(r - p0))
+        need = binomial_sample_size(p0, p1, alpha_pt) if p1 != p0 else per_map
+    else:
+        need = per_map * 200
+    return lat, n_max, p0, max(200, min(ctx.max_maps, math.ceil(need / per_map)))
+
+
+def _lattice_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, law, alpha_pt: float) -> dict:
+    gamma = law.gamma
+    lat, n_max, p0, n_maps = lattice_design(law, ctx, alpha_pt)
+    dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, pt.block_size,
+                           n_maps)
     sel = dropped[:, torch.from_numpy(lat)]
     n, hits = sel.numel(), int(sel.sum())
-    test = stats.binomtest(hits, n, p0)
-    lo, hi = test.proportion_ci(confidence_level=1 - ctx.alpha)
-    verdict = "pass" if test.pvalue >= ctx.alpha else "fail"
-    return make_result(
-        cid, ctx, verdict,
-        f"interior drop rate {hits / n:.5f} vs exact {p0:.5f} (gamma {gamma:.5g}, n(u)={n_max}, "
-        f"{'x'.join(map(str, spatial))}, k={k}) over {dropped.shape[0]} maps",
-        statistic=float(hits), pvalue=float(test.pvalue), alpha=ctx.alpha, n=n,
-        effect=(hits / n) / p0, ci=(lo / p0, hi / p0), mde=binomial_mde(p0, n, ctx.alpha),
-        reproduction=ctx.reproduction(shape, block_size=k,
-                                      show=ctx.show_units(np.argwhere(lat), p0, "interior drop rate")),
-        details={"expected": p0, "observed": hits / n, "maps": dropped.shape[0]},
-    )
+    pvalue = exact_binom_pvalue(hits, n, p0)
+    ratio, ci = gamma_ratio(hits / n, n_max, gamma), None
+    if 0.0 < p0 < 1.0:
+        ci_ = stats.binomtest(hits, n).proportion_ci(confidence_level=1 - alpha_pt)
+        ci = (gamma_ratio(ci_.low, n_max, gamma), gamma_ratio(ci_.high, n_max, gamma))
+    return {**pt.as_dict(), "gamma": gamma, "n_max": n_max, "expected": p0, "observed": hits / n,
+            "maps": int(dropped.shape[0]), "trials": n, "pvalue": pvalue, "gamma_ratio": ratio, "ci": ci,
+            "shape": shape, "show": ctx.show_units(np.argwhere(lat), p0, "interior drop rate")}
 
 
-def check_position_profile(adapter, ctx: Context, *, cid: str = "T2.position_profile") -> CheckResult:
-    """T2: every position's drop rate equals ``1 - (1 - gamma)**n(u)`` on a non-square map.
+def check_lattice_rate(adapter, ctx: Context, *, cid: str = "T1.lattice_rate") -> CheckResult:
+    """T1: drop rate of independent interior units equals ``1 - (1 - gamma)**n_max`` at every grid point.
 
-    H0: at each position u, the number of maps (out of M independent) dropping u is Binomial(M, p_u).
-    Exact two-sided binomial test per position; the check's p-value is the Bonferroni-adjusted minimum,
-    ``min(1, n_positions * min_u p_u-value)`` (valid under any dependence between positions). A non-square
-    map (H != W) catches transposed or wrongly bounded seed regions; borders catch unrestricted seeds,
-    shifted blocks and wrong block sizes.
+    H0: at each configuration point (:data:`.grid.GRID`: 14 x 14 at the context's ``k``, 56 x 56 with
+    ``k = 7``, 28 x 28 with ``k = 5`` at ``p = 0.2`` and 7 x 7 with ``k = 3`` in 2D, plus the user's
+    ``--config`` points), the dropped count of the maximal-coverage lattice (units spaced by the block side,
+    all with coverage ``n_max``) over ``M`` independent maps is Binomial(M * |lattice|, p_u). Exact two-sided
+    binomial test per point at ``alpha / P``; the check's p-value is ``min(1, P * min p)``.
+
+    Design: ``M`` per point detects ``gamma * (1 -/+ GAMMA_EFFECT[budget])`` (5% at standard) with power 0.9,
+    capped by the budget's map limit. Effect: the gamma the worst point's rate implies, over the declared
+    gamma (``1 - (1 - rate)**(1 / n_max)``), with its interval at ``1 - alpha / P``. MDE: the relative gamma
+    error that the check (any point) detects with power 0.9. Points the profile rejects (an even or oversized
+    block) are left out.
     """
-    spatial = (9, 12) if ctx.dims == 2 else (5, 6, 7)
-    try:
-        p_map = drop_probability_map(spatial, ctx.block_size, ctx.drop_prob, adapter.profile)
-    except ValueError as exc:
-        return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    n_pos = p_map.size
-    alpha_pos = ctx.alpha / n_pos
-    p_min = float(p_map[p_map > 0].min())
-    n_maps = min(ctx.max_maps, binomial_sample_size(p_min, p_min * (1 - 2 * ctx.rate_effect), alpha_pos))
-    try:
-        dropped, shape = _draw(adapter, ctx, cid, spatial, ctx.drop_prob, ctx.block_size, n_maps)
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
-    m = dropped.shape[0]
-    counts = dropped.sum(0).numpy()
-    pvals = np.ones(p_map.shape)
-    for idx in np.ndindex(p_map.shape):
-        p = float(p_map[idx])
-        c = int(counts[idx])
-        if p <= 0.0 or p >= 1.0:
-            pvals[idx] = 1.0 if c == round(p * m) else 0.0
-        else:
-            pvals[idx] = stats.binomtest(c, m, p).pvalue
-    worst = np.unravel_index(int(np.argmin(pvals)), p_map.shape)
-    p_adj = min(1.0, float(pvals[worst]) * n_pos)
-    ratio = counts / np.maximum(m * p_map, 1e-300)
-    verdict = "pass" if p_adj >= ctx.alpha else "fail"
-    return make_result(
-        cid, ctx, verdict,
-        f"worst position {tuple(int(i) for i in worst)}: rate {counts[worst] / m:.4f} vs exact "
-        f"{p_map[worst]:.4f} over {m} maps of {'x'.join(map(str, spatial))}",
-        statistic=float(pvals[worst]), pvalue=p_adj, alpha=ctx.alpha, n=m,
-        effect=float(ratio[worst]), mde=binomial_mde(p_min, m, alpha_pos),
-        reproduction=ctx.reproduction(shape, show=ctx.show_units([worst], float(p_map[worst]))),
-        details={"observed": (counts / m).tolist(), "expected": p_map.tolist(), "block_size": ctx.block_size,
-                 "drop_prob": ctx.drop_prob},
+    stop, rows, skipped = run_points(adapter, ctx, cid, _lattice_point)
+    if stop is not None:
+        return stop
+    alpha_pt = ctx.alpha / len(rows)
+    worst = min(rows, key=lambda r: r["pvalue"])
+    pvalue = bonferroni([r["pvalue"] for r in rows])
+    mde = solve_mde(lambda d: union_power([_gamma_power(r["gamma"], r["n_max"], r["trials"], alpha_pt, d)
+                                           for r in rows]))
+    where = "x".join(map(str, worst["sizes"]))
+    shape, show = worst.pop("shape"), worst.pop("show")
+    for r in rows:
+        r.pop("shape", None)
+        r.pop("show", None)
+    return stat_result(
+        cid, ctx, pvalue,
+        f"worst point {where}, k={worst['block_size']}, p={worst['drop_prob']:g}: interior drop rate "
+        f"{worst['observed']:.5f} vs exact {worst['expected']:.5f} (gamma {worst['gamma']:.5g}, "
+        f"n(u)={worst['n_max']}) over {worst['maps']} maps; {len(rows)} points",
+        n=sum(r["trials"] for r in rows), mde=mde, mde_unit="relative gamma error",
+        statistic=float(worst["observed"] * worst["trials"]), effect=worst["gamma_ratio"], ci=worst["ci"],
+        reproduction=ctx.reproduction(shape, drop_prob=worst["drop_prob"], block_size=worst["block_size"],
+                                      show=show),
+        details={"expected": worst["expected"], "observed": worst["observed"], "maps": worst["maps"],
+                 "points": rows, "skipped_points": skipped},
     )
-
-
-def check_sharing(adapter, ctx: Context) -> CheckResult:
-    """T4: masks of two channels of one sample, and of two samples, are shared or independent as declared.
-
-    H0: at independent lattice units u (maximal coverage, rate p_u), the pair (channel 0, channel 1) of
-    one sample co-drops with probability p_u (shared) or p_u**2 (independent), and likewise the pair
-    (sample 0, sample 1) in one channel. Two exact binomial tests, each at ``alpha / 2``; p-value is the
-    Bonferroni-adjusted minimum.
-    """
-    cid = "T4.sharing"
-    prof = adapter.profile
-    spatial = _spatial(ctx)
-    try:
-        law = mask_law(spatial, ctx.block_size, ctx.drop_prob, prof)
-    except ValueError as exc:
-        return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    lat, _, p_u = _max_coverage_lattice(law)
-    want_c = p_u if prof.sharing in ("channel", "batch") else p_u * p_u
-    want_b = p_u if prof.sharing == "batch" else p_u * p_u
-    per_call = int(lat.sum())
-    target = binomial_sample_size(min(want_c, want_b), 0.5 * min(want_c, want_b), ctx.alpha / 2)
-    calls = min(max(1, math.ceil(target / per_call)), max(1, ctx.max_maps // 4))
-    try:
-        batch = draw_masks(adapter, (2, 2, *spatial), ctx.drop_prob, ctx.block_size, seed=ctx.seed(cid),
-                           n_batches=calls, device=ctx.device, dtype=ctx.dtype, timeout=ctx.timeout)
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
-    d = batch.dropped.view(calls, 2, 2, *spatial)[..., torch.from_numpy(lat)]
-    co_c = int((d[:, 0, 0] & d[:, 0, 1]).sum())
-    co_b = int((d[:, 0, 0] & d[:, 1, 0]).sum())
-    n = calls * per_call
-    t_c, t_b = stats.binomtest(co_c, n, want_c), stats.binomtest(co_b, n, want_b)
-    p_adj = min(1.0, 2 * min(t_c.pvalue, t_b.pvalue))
-    verdict = "pass" if p_adj >= ctx.alpha else "fail"
-    return make_result(
-        cid, ctx, verdict,
-        f"co-drop across channels {co_c / n:.4f} (declared {want_c:.4f}), across samples {co_b / n:.4f} "
-        f"(declared {want_b:.4f}); declared sharing {prof.sharing!r}",
-        statistic=float(co_c), pvalue=p_adj, alpha=ctx.alpha, n=n,
-        effect=(co_c / n) / want_c, mde=binomial_mde(min(want_c, want_b), n, ctx.alpha / 2),
-        reproduction=ctx.reproduction((2, 2, *spatial), show=ctx.show_channels(np.argwhere(lat), want_c)),
-        details={"channel_codrop": co_c / n, "batch_codrop": co_b / n, "p_u": p_u},
-    )
-
-
-def _binomial_gof(counts: np.ndarray, n_trials: int, p: float) -> tuple[float, float, int]:
-    """Pearson chi-square of per-map counts against Binomial(n_trials, p), bins pooled to expected >= 5."""
-    m = counts.size
-    pmf = stats.binom.pmf(np.arange(n_trials + 1), n_trials, p)
-    observed = np.bincount(counts, minlength=n_trials + 1).astype(float)
-    expected = pmf * m
-    obs_b, exp_b, acc_o, acc_e = [], [], 0.0, 0.0
-    for o, e in zip(observed, expected):
-        acc_o += o
-        acc_e += e
-        if acc_e >= 5:
-            obs_b.append(acc_o)
-            exp_b.append(acc_e)
-            acc_o = acc_e = 0.0
-    if acc_e > 0 or acc_o > 0:
-        if exp_b:
-            obs_b[-1] += acc_o
-            exp_b[-1] += acc_e
-        else:
-            obs_b, exp_b = [acc_o], [acc_e]
-    if len(exp_b) < 2:
-        return 0.0, 1.0, 1
-    res = stats.chisquare(np.array(obs_b), np.array(exp_b) * (sum(obs_b) / sum(exp_b)))
-    return float(res.statistic), float(res.pvalue), len(exp_b)
-
-
-def check_seed_layer(adapter, ctx: Context) -> CheckResult:
-    """T5: with ``block_size = 1`` the mask is the seed field itself.
-
-    H0: every unit of the seed region drops independently with probability gamma, so each map's dropped
-    count is Binomial(H * W, gamma) (``seed_region`` irrelevant at k = 1). Pearson chi-square goodness of fit
-    of the per-map counts over M independent maps, bins pooled to expected count >= 5 (asymptotic p-value).
-    Catches dependence inside a map and wrong gamma at k = 1.
-    """
-    cid = "T5.seed_layer_k1"
-    spatial = (8, 8) if ctx.dims == 2 else (4, 4, 4)
-    law = mask_law(spatial, 1, ctx.drop_prob, adapter.profile)
-    gamma, n_units = law.gamma, law.n_units
-    p0, p1 = _gamma_error_rates(gamma, 1, ctx.rate_effect)
-    n_maps = min(ctx.max_maps, max(2000, binomial_sample_size(p0, p1, ctx.alpha) // n_units))
-    try:
-        dropped, shape = _draw(adapter, ctx, cid, spatial, ctx.drop_prob, 1, n_maps)
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
-    counts = dropped.flatten(1).sum(1).numpy().astype(np.int64)
-    stat, pvalue, bins = _binomial_gof(counts, n_units, gamma)
-    verdict = "pass" if pvalue >= ctx.alpha else "fail"
-    mean = float(counts.mean()) / n_units
-    return make_result(
-        cid, ctx, verdict,
-        f"k=1: mean drop rate {mean:.5f} vs gamma {gamma:.5f}; chi-square {stat:.1f} on {bins - 1} df over "
-        f"{counts.size} maps",
-        statistic=stat, pvalue=pvalue, alpha=ctx.alpha, n=int(counts.size), effect=mean / gamma if gamma else None,
-        mde=binomial_mde(gamma, counts.size * n_units, ctx.alpha),
-        reproduction=ctx.reproduction(shape, block_size=1, show=ctx.show_fraction(gamma)),
-    )
-
-
-def check_count_distribution(adapter, ctx: Context) -> CheckResult:
-    """T7: per-map dropped counts have the distribution the reference sampler gives under the same profile.
-
-    H0: counts of the implementation and of the reference (``dropblock``, declared profile) are drawn from
-    one distribution. Chi-square test of homogeneity (``scipy.stats.chi2_contingency``) on counts binned so
-    that every pooled bin expects >= 5 maps in each sample. Catches wrong variance (e.g. dependence between
-    blocks) that rate checks miss.
-    """
-    cid = "T7.count_distribution"
-    spatial = _spatial(ctx)
-    prof = adapter.profile
-    try:
-        mask_law(spatial, ctx.block_size, ctx.drop_prob, prof)
-    except ValueError as exc:
-        return make_result(cid, ctx, "skip", f"profile rejects this block: {exc}")
-    n_maps = min(ctx.max_maps, {"smoke": 2000, "standard": 20000, "thorough": 100000}[ctx.budget])
-    try:
-        dropped, shape = _draw(adapter, ctx, cid, spatial, ctx.drop_prob, ctx.block_size, n_maps)
-    except CallFailure as exc:
-        return failure_result(cid, ctx, exc)
-    ours = dropped.flatten(1).sum(1).numpy()
-    gen = torch.Generator().manual_seed(ctx.seed(cid, "reference"))
-    x = torch.ones((ours.size, 1, *spatial))
-    ref = drop_block(x, ctx.drop_prob, ctx.block_size, spatial_dims=len(spatial), profile=prof.replace(
-        sharing="none"), generator=gen)
-    theirs = (ref == 0).flatten(1).sum(1).numpy()
-    stat, pvalue, dof = count_homogeneity(ours, theirs)
-    verdict = "pass" if pvalue >= ctx.alpha else "fail"
-    return make_result(
-        cid, ctx, verdict,
-        f"dropped units per map: mean {ours.mean():.2f} (sd {ours.std():.2f}) vs reference {theirs.mean():.2f} "
-        f"(sd {theirs.std():.2f}); chi-square {stat:.1f} on {dof} df, {ours.size} maps each",
-        statistic=stat, pvalue=pvalue, alpha=ctx.alpha, n=int(ours.size),
-        effect=float(ours.std() / theirs.std()) if theirs.std() > 0 else None,
-        reproduction=ctx.reproduction(shape, show=ctx.show_counts(float(theirs.mean()), float(theirs.std()))),
-    )
-
-
-def count_homogeneity(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
-    """Chi-square homogeneity test of two samples of per-map counts (int arrays of equal length).
-
-    Count values are pooled left to right until each pooled bin expects >= 5 maps per sample; returns
-    ``(statistic, pvalue, dof)`` (``(0, 1, 0)`` when everything falls in one bin).
-    """
-    top = int(max(a.max(initial=0), b.max(initial=0)))
-    table = np.vstack([np.bincount(a, minlength=top + 1), np.bincount(b, minlength=top + 1)]).astype(float)
-    share = table.sum(1) / table.sum()
-    cols, acc = [], np.zeros(2)
-    for j in range(table.shape[1]):
-        acc = acc + table[:, j]
-        if (acc.sum() * share).min() >= 5:
-            cols.append(acc)
-            acc = np.zeros(2)
-    if acc.sum():
-        if cols:
-            cols[-1] = cols[-1] + acc
-        else:
-            cols.append(acc)
-    pooled = np.array(cols).T
-    if pooled.shape[1] < 2:
-        return 0.0, 1.0, 0
-    res = stats.chi2_contingency(pooled, correction=False)
-    return float(res.statistic), float(res.pvalue), int(res.dof)
 
 
 def check_half_rate(adapter, ctx: Context) -> CheckResult:
-    """P.half_rate: T1 in half precision with a small gamma (28 x 28, k = 7, gamma ~ 0.003), where comparing a
-    half-precision uniform with gamma is biased (timm 1.0.22 drops nothing in bf16). Same test as T1."""
+    """P.half_rate: T1 in half precision with a small gamma (28 x 28 with ``k = 7``, gamma ~ 0.003, and
+    56 x 56 with ``k = 5``, gamma ~ 0.005), where comparing a half-precision uniform with gamma is biased
+    (timm 1.0.22 drops nothing in bf16). Same test as T1."""
     if ctx.dtype not in ("float16", "bfloat16") or ctx.dims != 2:
         return make_result("P.half_rate", ctx, "skip", "half-precision 2D check")
-    return check_lattice_rate(adapter, ctx, spatial=(28, 28), block_size=7, cid="P.half_rate")
+    return check_lattice_rate(adapter, ctx, cid="P.half_rate")
+
+
+def position_design(law: DropBlockLaw, ctx: Context, alpha_pt: float) -> tuple[int, float, float, int]:
+    """T2's design at one point: groups of identical positions, the per-position level, the least positive
+    drop probability and the maps to ask for (a relative error ``2 x rate_effect`` there, power 0.9)."""
+    p_map = law.drop_probability_map()
+    n_groups = int(law.unit_groups().max()) + 1
+    alpha_pos = alpha_pt / n_groups
+    positive = p_map[p_map > 0]
+    p_min = float(positive.min()) if positive.size else 0.0
+    n_maps = 1000
+    if 0.0 < p_min < 1.0:
+        n_maps = max(n_maps, binomial_sample_size(p_min, p_min * (1 - 2 * ctx.rate_effect), alpha_pos))
+    return n_groups, alpha_pos, p_min, min(ctx.max_maps, n_maps)
+
+
+def _position_point(adapter, ctx: Context, cid: str, index: int, pt: ConfigPoint, law, alpha_pt: float) -> dict:
+    p_map = law.drop_probability_map()
+    n_groups, alpha_pos, p_min, n_maps = position_design(law, ctx, alpha_pt)
+    dropped, shape = _draw(adapter, ctx, _seed_parts(cid, index, pt), pt.sizes, pt.drop_prob, pt.block_size,
+                           n_maps)
+    m = dropped.shape[0]
+    counts = dropped.sum(0).numpy()
+    pvals = exact_binom_pvalues(counts, m, p_map)
+    worst = np.unravel_index(int(np.argmin(pvals)), p_map.shape)
+    # positions of one group are one test under H0 (identical indicators): Bonferroni over the groups
+    p_adj = min(1.0, float(pvals[worst]) * n_groups)
+    ratio = counts / np.maximum(m * p_map, 1e-300)
+    return {**pt.as_dict(), "pvalue": p_adj, "maps": m, "groups": n_groups, "worst": [int(i) for i in worst],
+            "ratio": float(ratio[worst]), "rate": float(counts[worst] / m), "exact": float(p_map[worst]),
+            "mde": binomial_mde(p_min, m, alpha_pos), "observed": (counts / m).tolist(),
+            "expected": p_map.tolist(), "shape": shape, "law": law, "alpha_pos": alpha_pos}
+
+
+def _position_probs(law: DropBlockLaw):
+    """``probs(factor)``: every position's drop probability under gamma x factor (for :func:`.design.gamma_mde`)."""
+    return lambda factor: gamma_law(law, factor).drop_probability_map().ravel()
+
+
+def _position_check(adapter, ctx: Context, cid: str) -> CheckResult:
+    stop, rows, skipped = run_points(adapter, ctx, cid, _position_point)
+    if stop is not None:
+        return stop
+    worst = min(rows, key=lambda r: r["pvalue"])
+    pvalue = bonferroni([r["pvalue"] for r in rows])
+    shape = worst["shape"]
+    summary = [{k: v for k, v in r.items() if k not in ("observed", "expected", "shape", "law")} for r in rows]
+    mde_gamma = gamma_mde([(_position_probs(r["law"]), r["maps"], r["alpha_pos"]) for r in rows])
+    where = "x".join(map(str, worst["sizes"]))
+    return stat_result(
+        cid, ctx, pvalue,
+        f"worst position {tuple(worst['worst'])} of {where} (k={worst['block_size']}, p={worst['drop_prob']:g}): "
+        f"rate {worst['rate']:.4f} vs exact {worst['exact']:.4f} over {worst['maps']} maps; {len(rows)} points",
+        n=worst["maps"], mde=max(r["mde"] for r in rows), mde_unit="relative rate error at the least likely position",
+        statistic=float(worst["pvalue"]), effect=worst["ratio"],
+        reproduction=ctx.reproduction(shape, drop_prob=worst["drop_prob"], block_size=worst["block_size"],
+                                      show=ctx.show_units([tuple(worst["worst"])], float(worst["exact"]))),
+        details={"observed": worst["observed"], "expected": worst["expected"], "block_size": worst["block_size"],
+                 "drop_prob": worst["drop_prob"], "points": summary, "skipped_points": skipped,
+                 "mde_gamma": mde_gamma if math.isfinite(mde_gamma) else None},
+    )
+
+
+def check_position_profile(adapter, ctx: Context) -> CheckResult:
+    """T2: every position's drop rate equals ``1 - (1 - gamma)**n(u)`` on maps wider than tall (9 x 12) and
+    taller than wide (14 x 7) at the context's ``k`` (and the user's ``--config`` points).
+
+    H0: at each point and position u, the number of maps (out of M independent) dropping u is Binomial(M,
+    p_u). Exact two-sided binomial test per position. Positions covered by the same seeds have identical
+    indicators (:meth:`verification.theory.DropBlockLaw.unit_groups`), so the point's p-value is the minimum
+    times the number of such groups (valid under any dependence), and the check's the minimum over points
+    times their number. Non-square maps catch transposed seed regions and bounds taken from the wrong
+    axis; borders catch unrestricted seeds, shifted blocks and wrong block sizes.
+
+    Design: ``M`` detects, per position at its alpha share, a relative error of ``2 x rate_effect`` at the
+    least likely position; MDE: that relative error at the final ``M`` (largest over the points). Details
+    also give ``mde_gamma``, the relative gamma error the check detects with power 0.9
+    (:func:`~.design.gamma_mde`, a bound the ``GammaX*`` mutants check).
+    """
+    return _position_check(adapter, ctx, "T2.position_profile")
 
 
 def check_even_block(adapter, ctx: Context) -> CheckResult:
-    """T2.even_block: T2 with ``block_size = 4``, where the seed's corner (top-left or bottom-right of the
-    block's centre) changes the law under the ``all`` seed region. Same null hypothesis and test as T2."""
+    """T2.even_block: T2 with even blocks, ``k = 4`` on 9 x 12, ``k = 2`` on 14 x 7 and ``k = 6`` on 12 x 9,
+    where the seed's corner (top-left or bottom-right of the block's centre) changes the law under the
+    ``all`` seed region. Same null hypothesis and test as T2."""
     if not adapter.capabilities.even_block:
         return make_result("T2.even_block", ctx, "skip", f"{adapter.name} declares no even block sizes")
-    return check_position_profile(adapter, replace(ctx, block_size=4), cid="T2.even_block")
+    return _position_check(adapter, ctx, "T2.even_block")
 
 
 def check_oversize_block(adapter, ctx: Context) -> CheckResult:
-    """T2.oversize_block: T2 with ``block_size = 13`` on the 9 x 12 map (larger than both sides), judged
-    against the profile's oversize policy (clip per axis, clip to the smallest side, or overhang)."""
+    """T2.oversize_block: T2 with blocks larger than the map, ``k = 13`` on 9 x 12 (beyond both sides) and
+    ``k = 10`` (beyond the height only), judged against the profile's oversize policy (clip per axis, clip
+    to the smallest side, or overhang). A block clipped to the whole map makes every position one group:
+    one binomial test, not one per position."""
     if not adapter.capabilities.oversize_block:
         return make_result("T2.oversize_block", ctx, "skip", f"{adapter.name} declares no oversized blocks")
-    return check_position_profile(adapter, replace(ctx, block_size=13), cid="T2.oversize_block")
+    return _position_check(adapter, ctx, "T2.oversize_block")

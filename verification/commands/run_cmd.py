@@ -57,6 +57,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "default: [tool.dropblock-conformance] expectations in ./pyproject.toml")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="hard time limit of one check in seconds (its worker is stopped past it); default 120")
+    p.add_argument("--config", action="append", default=[], metavar="p=P,k=K,size=HxW",
+                   help="extra configuration point for T1.lattice_rate and T2.position_profile (repeatable), "
+                        "e.g. p=0.2,k=5,size=56x56 (DxHxW for 3D)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,7 +90,8 @@ def options_from_args(args: argparse.Namespace, *, complete: bool = True) -> Run
     try:
         options = RunOptions(impls=impls, profile=args.profile, devices=_list("device", args.device),
                              dtypes=_list("dtype", args.dtype), budget=args.budget, alpha=args.alpha, seed=args.seed,
-                             checks=checks, timeout=args.timeout, expectations=_expectations(args.expectations))
+                             checks=checks, timeout=args.timeout, expectations=_expectations(args.expectations),
+                             configs=list(args.config) or None)
         if complete:
             from ..runner import check_run_options
 

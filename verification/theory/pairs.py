@@ -196,3 +196,32 @@ class PairLaw(MarginalLaw):
         return IndependentUnits(
             coords=_readonly(grid), drop_probs=_readonly(np.array(probs)), sizes=self.sizes
         )
+
+    def unit_groups(self) -> np.ndarray:
+        """Label of each unit's seed set: units with equal labels are covered by exactly the same seeds.
+
+        Such units have identical drop indicators (``D_u = D_v`` almost surely), so tests at their positions
+        are one test (e.g. every unit of a map that a single seed position covers whole). Seed sets
+        factorise over the axes (on axis ``a`` the seeds covering coordinate ``i`` form the index range
+        ``[max(i + o - k + 1, 0), min(i + o, n - 1)]``, with ``o`` the block offset and ``n`` the seed count),
+        so two units share their seed set exactly when they share it on every axis, or when both are covered
+        by no seed at all (one group, never dropped).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``sizes``, int64 labels ``0 .. n_groups - 1``.
+        """
+        keys = []
+        for axis in self.geometry.axes:
+            k, n, o = axis.block, axis.n_seeds, axis.offset
+            ranges = [(max(i + o - k + 1, 0), min(i + o, n - 1)) for i in range(axis.length)]
+            per_axis = {r: j for j, r in enumerate(dict.fromkeys(r for r in ranges if r[0] <= r[1]))}
+            keys.append(np.array([per_axis.get(r, -1) for r in ranges], dtype=np.int64))
+        grids = np.meshgrid(*keys, indexing="ij")
+        empty = np.zeros(self.sizes, dtype=bool)
+        for g in grids:
+            empty |= g < 0
+        combined = np.stack([np.where(empty, -1, g) for g in grids], axis=-1).reshape(-1, len(keys))
+        _, labels = np.unique(combined, axis=0, return_inverse=True)
+        return labels.reshape(self.sizes).astype(np.int64)
