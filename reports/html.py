@@ -20,6 +20,7 @@ from .model import (
     check_counts,
     check_label,
     counts_text,
+    design_table,
     expectation_rows,
     failing_checks,
     fmt_num,
@@ -150,7 +151,7 @@ def build_context(report: dict[str, Any], *, plots: bool = True) -> dict[str, An
     return {
         "summary": summary(report), "summary_line": summary_line(report), "implementations": impls,
         "matrix": _matrix_context(report), "failing": failing, "limits": mde_table(report),
-        "run_rows": run_rows(report), "expectations": expectation_rows(report),
+        "design": design_table(report), "run_rows": run_rows(report), "expectations": expectation_rows(report),
         "plots_note": None if with_plots or not plots else
         "matplotlib is not installed: plots left out (pip install 'dropblock-conformance[reports]')",
         "verdict_text": VERDICT_TEXT, "fmt_num": fmt_num, "glossary": glossary(report),

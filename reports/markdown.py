@@ -16,6 +16,7 @@ from .model import (
     check_counts,
     check_label,
     counts_text,
+    design_table,
     expectation_rows,
     failing_checks,
     fmt_num,
@@ -155,7 +156,17 @@ def _limits(report: dict[str, Any]) -> list[str]:
     out = ["<details><summary>Detection limits (minimum detectable effect at power 0.9)</summary>", "",
            "Largest MDE of each check over devices, dtypes and dimensions, in the unit named beside it.", ""]
     out += _table(["check", "unit"] + [md_text(n) for n in t["implementations"]], rows)
-    return out + ["", "</details>"]
+    out += ["", "</details>"]
+    design = design_table(report)
+    if design:
+        out += ["", "<details><summary>Statistical design (null hypothesis, statistic, p-value, alpha, n)</summary>",
+                "", "n: independent samples the decision rests on (maps, or units of independent maps); alpha and n "
+                "over the check's instances.", ""]
+        out += _table(["check", "null hypothesis H0", "statistic", "p-value", "alpha", "n"],
+                      [[_code(r["id"]), md_text(r["h0"]), md_text(r["statistic"]), md_text(r["method"]),
+                        md_text(r["alpha"]), md_text(r["n"])] for r in design])
+        out += ["", "</details>"]
+    return out
 
 
 def render_markdown(report: dict[str, Any]) -> str:

@@ -16,8 +16,8 @@ from verification.results import BAD_VERDICTS, CHECK_VERDICTS, IMPL_VERDICTS, ve
 
 __all__ = [
     "CHECK_VERDICTS", "IMPL_VERDICTS", "CELL_ORDER", "check_counts", "check_label", "family_sort_key", "families",
-    "matrix", "failing_checks", "mde_table", "summary", "run_rows", "implementation_verdict", "fmt_num", "fmt_p",
-    "fmt_ci", "dims_of", "statistical_checks", "expectation_rows", "P_FLOOR", "family_of", "counts_text",
+    "matrix", "failing_checks", "mde_table", "design_table", "summary", "run_rows", "implementation_verdict", "fmt_num",
+    "fmt_p", "fmt_ci", "dims_of", "statistical_checks", "expectation_rows", "P_FLOOR", "family_of", "counts_text",
 ]
 
 #: Check verdicts from worst to best: a matrix cell shows the first one among its checks.
@@ -153,9 +153,40 @@ def mde_table(report: dict[str, Any]) -> dict[str, Any]:
             values[key] = max(values.get(key, -math.inf), float(mde))
     ids.sort(key=lambda i: (family_sort_key(i.split(".", 1)[0]), i))
     names = [i.get("name", "?") for i in impls if any((cid, i.get("name", "?")) in values for cid in ids)]
-    rows = [{"id": cid, "unit": EFFECTS.get(cid, ("", ""))[1], "values": [values.get((cid, n)) for n in names]}
-            for cid in ids]
+    units = {c["id"]: c["details"]["mde_unit"] for impl in impls for c in impl["checks"]
+             if isinstance(c.get("details"), dict) and c["details"].get("mde_unit")}
+    rows = [{"id": cid, "unit": units.get(cid) or EFFECTS.get(cid, ("", ""))[1],
+             "values": [values.get((cid, n)) for n in names]} for cid in ids]
     return {"implementations": names, "rows": rows}
+
+
+def _span(values: list[float], fmt) -> str:
+    if not values:
+        return "–"
+    lo, hi = min(values), max(values)
+    return fmt(lo) if lo == hi else f"{fmt(lo)}–{fmt(hi)}"
+
+
+def design_table(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The design of each statistical check that ran: its null hypothesis, statistic and how its p-value is
+    computed (from the results' ``details``), with the alpha share and the number of independent samples
+    ``n`` over its instances (every implementation, device, dtype and dims)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for impl in report.get("implementations", []):
+        for c in impl.get("checks", []):
+            d = c.get("details") if isinstance(c.get("details"), dict) else {}
+            if not d.get("h0"):
+                continue
+            row = rows.setdefault(c["id"], {"id": c["id"], "h0": str(d["h0"]),
+                                            "statistic": str(d.get("statistic_text", "")),
+                                            "method": str(d.get("method", "")), "alpha": [], "n": []})
+            if isinstance(c.get("alpha"), (int, float)) and c["alpha"] > 0:
+                row["alpha"].append(float(c["alpha"]))
+            if isinstance(c.get("n"), int) and c["n"] > 0:
+                row["n"].append(c["n"])
+    ordered = sorted(rows.values(), key=lambda r: (family_sort_key(r["id"].split(".", 1)[0]), r["id"]))
+    return [{**r, "alpha": _span(r["alpha"], lambda v: fmt_num(v, 2)), "n": _span(r["n"], lambda v: f"{v:,}")}
+            for r in ordered]
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
