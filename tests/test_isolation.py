@@ -88,10 +88,12 @@ BROKEN = {
     "os_exit": ("crashed", "exit status 0"),
     "segfault": ("crashed", "signal 11 (SIGSEGV)"),
     "killed": ("crashed", "signal 9 (SIGKILL)"),
-    "c_hang": ("timeout", "time limit of 5 s"),
-    "swallows_timeout": ("timeout", "time limit of 5 s"),
+    "c_hang": ("timeout", "time limit of 20 s"),
+    "swallows_timeout": ("timeout", "time limit of 20 s"),
 }
-TIMEOUT = 5
+#: Hard limit of one check (--timeout): far above what a smoke check takes on a loaded 2-core machine, so that
+#: only the two hangs run into it.
+TIMEOUT = 20
 
 
 @pytest.fixture(scope="module")
