@@ -31,6 +31,10 @@ TIMM = "1.0.31"
 PEERS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".peers")
 # What verification.adapters.install_peers puts under PEERS_DIR (the isolated timm 1.0.22 and dropblock 0.3.0).
 PEER_PACKAGES = ("timm-1.0.22/timm", "dropblock-0.3.0/dropblock")
+# Written by tests(cpu), read by tests(peers): the tests skipped for want of a peer.
+PEER_SKIPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox", "peer-skips.txt")
+# Tests tests(peers) runs besides those: the reference under torch.compile, export and its custom operator.
+TORCH_VERSION_TESTS = ("tests/test_execution_modes.py", "tests/test_operator.py")
 DOCS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 
 # pip option -> uv environment variable (uv's names for the same settings).
@@ -101,13 +105,29 @@ def _install(session: nox.Session, torch_version: str, *extras: str, peers: bool
 @nox.session
 @nox.parametrize("torch", [TORCH_CPU, TORCH_PEERS], ids=["cpu", "peers"])
 def tests(session: nox.Session, torch: str) -> None:
-    """Unit and fast statistical tests, on CPU torch and on torch with the peers installed.
+    """Unit and fast statistical tests, on CPU torch, then on torch with the peers installed.
 
-    The 'peers' variant adds torchvision, timm and the isolated legacy peers so that their regression
-    tests run too. Runs pytest -n 2 -m "not slow"; extra pytest arguments after ``--``.
+    ``tests(cpu)`` runs the whole suite (pytest -n 2 -m "not slow") on the CPU build of torch and lists the
+    tests it skipped because a peer is not installed (tests/conftest.py). ``tests(peers)`` adds torchvision,
+    timm and the isolated legacy peers and runs those tests, and the tests of the reference's execution modes
+    (compile, export, the custom operator: what changes most between torch versions), on the CUDA build of
+    torch; run alone, or with extra pytest arguments (after ``--``), it runs the whole suite.
     """
-    _install(session, torch, "dev", "reports", peers=torch == TORCH_PEERS)
-    session.run("pytest", "-n", "2", "-m", "not slow", *session.posargs)
+    peers = torch == TORCH_PEERS
+    _install(session, torch, "dev", "reports", peers=peers)
+    if not peers:
+        session.env["DROPBLOCK_PEER_SKIPS"] = PEER_SKIPS
+        if os.path.exists(PEER_SKIPS):
+            os.remove(PEER_SKIPS)
+        session.run("pytest", "-n", "2", "-m", "not slow", *session.posargs)
+        return
+    selected: list[str] = []
+    if not session.posargs and os.path.exists(PEER_SKIPS):
+        with open(PEER_SKIPS, encoding="utf-8") as fh:
+            selected = [line.strip() for line in fh if line.strip()] + list(TORCH_VERSION_TESTS)
+        session.log(f"{len(selected) - len(TORCH_VERSION_TESTS)} tests that tests(cpu) skipped for want of a peer, "
+                    f"and {', '.join(TORCH_VERSION_TESTS)}")
+    session.run("pytest", "-n", "2", "-m", "not slow", *selected, *session.posargs)
 
 
 @nox.session

@@ -1,9 +1,16 @@
-"""Shared fixtures: RNG isolation and per-test deterministic seeds."""
+"""Shared fixtures: RNG isolation and per-test deterministic seeds.
+
+With ``DROPBLOCK_PEER_SKIPS=FILE`` set, the ids of the tests skipped because a peer implementation (timm,
+torchvision, the legacy peers) is not installed are written to FILE, one per line: the ``tests(peers)`` nox
+session then runs exactly those, in an environment that has the peers.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -21,6 +28,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+#: How a test that needs an uninstalled peer skips (:class:`verification.adapters.AdapterUnavailable`'s text).
+_PEER_SKIP = re.compile(r"adapter '[^']+' is unavailable")
+_peer_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if (report.skipped and os.environ.get("DROPBLOCK_PEER_SKIPS") and isinstance(report.longrepr, tuple)
+            and _PEER_SKIP.search(str(report.longrepr[2]))):
+        _peer_skips.append(report.nodeid)
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get("DROPBLOCK_PEER_SKIPS")
+    if path and not hasattr(session.config, "workerinput"):  # the controller sees every worker's reports
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.writelines(f"{nodeid}\n" for nodeid in sorted(set(_peer_skips)))
 
 
 @pytest.fixture(autouse=True)
