@@ -124,6 +124,8 @@ class DropBlock2D(_DropBlockNd):
     inplace : bool, keyword-only
         Overwrite the input.
 
+    Notes
+    -----
     Shape: input and output ``(N, C, H, W)``. In eval mode, or with ``drop_prob == 0`` in eager mode, the input
     object is returned. Errors as :func:`dropblock.functional.drop_block`; under ``torch.jit.trace``,
     ``torch.jit.script`` and ``torch.export`` a module with its own ``generator`` raises ``ValueError`` (the

@@ -99,6 +99,12 @@ CHECKS: dict[str, dict[str, str]] = {
         "tests": "The same torch seed gives the same mask.",
         "advice": "Draw every random number from torch's generator, so that torch.manual_seed fixes the mask (no "
                   "numpy or Python random state, no seeding from the clock)."},
+    "T0.input_independence": {
+        "tests": "Under one seed, the mask and the scale do not depend on the input's values (all-ones input, then a "
+                 "signed input with exact zeros and large values).",
+        "advice": "Draw the mask from the shape and the generator only, never from the values (no x > 0 tests, no "
+                  "scale counted from the non-zero outputs): a zero or negative activation must be dropped like any "
+                  "other."},
     "T0.memory": {
         "tests": "Repeated calls on CUDA do not grow the allocated memory.",
         "advice": "Free per-call buffers and do not keep masks or tensors alive between calls."},
@@ -111,11 +117,13 @@ CHECKS: dict[str, dict[str, str]] = {
         "advice": "Guard the scale against a kept count of 0 (an eps, or torch.where(kept > 0, numel / kept, 0)), so "
                   "that 0 / 0 cannot give NaN."},
     "P.half_rate": {
-        "tests": "In half precision with a small gamma (28 x 28 maps, block 7) the drop rate is still right.",
+        "tests": "In half precision with a small gamma (28 x 28 maps with block 7, 56 x 56 with block 5) the drop "
+                 "rate is still right.",
         "advice": "Draw the seeds in float32 (torch.bernoulli on a float32 tensor, or a float32 uniform compared "
                   "with gamma): a float16 or bfloat16 uniform compared with a small gamma is biased."},
     "T1.lattice_rate": {
-        "tests": "Interior units drop as often as the exact law of the declared profile says.",
+        "tests": "Interior units drop as often as the exact law of the declared profile says, on 14 x 14, 56 x 56, "
+                 "28 x 28 and 7 x 7 maps (and the points given with --config).",
         "advice": "Check gamma against the declared gamma rule (the paper's Eq. 1 divides by the size of the valid "
                   "seed region) and the seed region itself; the closest profile in the report names the law the "
                   "implementation follows."},
@@ -124,12 +132,14 @@ CHECKS: dict[str, dict[str, str]] = {
         "advice": "The same factor off at every drop_prob points to the gamma rule; a gap that grows with drop_prob "
                   "points to the block size or to how overlapping blocks are counted."},
     "T2.position_profile": {
-        "tests": "Each position of a 9 x 12 map drops as often as the exact law says, borders included.",
+        "tests": "Each position of a 9 x 12 and of a 14 x 7 map drops as often as the exact law says, borders "
+                 "included.",
         "advice": "Compare the observed and exact heat maps: too many drops at the borders mean seeds outside the "
                   "declared region, a transposed pattern means height and width are swapped, a one-unit shift means "
                   "a wrong block offset."},
     "T2.even_block": {
-        "tests": "With an even block_size (4) each position drops as the declared even-size policy implies.",
+        "tests": "With an even block_size (4, 2 and 6) each position drops as the declared even-size policy "
+                 "implies.",
         "advice": "Put the seed at the corner of the block the profile declares (top-left or bottom-right), or "
                   "reject even sizes with a ValueError and declare that."},
     "T2.oversize_block": {
@@ -144,8 +154,18 @@ CHECKS: dict[str, dict[str, str]] = {
         "tests": "Masks are independent or shared across channels and across samples as declared.",
         "advice": "Draw one mask per (sample, channel) for sharing 'none', one per sample broadcast over the channels "
                   "for 'channel'; or declare the sharing the implementation really uses."},
-    "T5.seed_layer_k1": {
-        "tests": "With block_size 1 every unit drops independently with probability gamma.",
+    "T4.map_independence": {
+        "tests": "The maps of one call (every sample and channel) carry mutually independent masks.",
+        "advice": "Draw every map's seeds from fresh random numbers: no map's mask derived from another's (copied, "
+                  "mirrored, shifted) and no random field common to the whole call."},
+    "T4.call_stream": {
+        "tests": "Consecutive calls without reseeding give independent masks (no repeated or carried-over random "
+                 "numbers).",
+        "advice": "Draw from torch's global generator (or one that advances) on every call: do not cache a mask, "
+                  "reseed from a fixed or initial seed, or reuse part of the last call's random numbers."},
+    "T5.seed_layer": {
+        "tests": "With block_size 1 every unit drops independently with probability gamma; with a block as large "
+                 "as the map, the map drops whole with probability gamma.",
         "advice": "At block_size 1 DropBlock is dropout with rate gamma: check the gamma rule, and that seeds are "
                   "drawn independently for every unit."},
     "T6.tiny_mask_law": {
@@ -163,17 +183,23 @@ CHECKS: dict[str, dict[str, str]] = {
 
 #: check id -> (unit of ``effect``, unit of ``mde``)
 EFFECTS: dict[str, tuple[str, str]] = {
-    "T1.lattice_rate": ("observed / exact interior drop rate", "relative error of the rate"),
-    "P.half_rate": ("observed / exact interior drop rate", "relative error of the rate"),
-    "T1.rate_curve": ("observed / exact mean drop fraction at the worst drop_prob", "relative error of the mean"),
+    "T1.lattice_rate": ("implied / declared gamma at the worst point", "relative gamma error"),
+    "P.half_rate": ("implied / declared gamma at the worst point", "relative gamma error"),
+    "T1.rate_curve": ("implied / declared gamma at the worst drop_prob", "relative gamma error"),
     "T2.position_profile": ("observed / exact drop rate at the worst position", "relative error per position"),
     "T2.even_block": ("observed / exact drop rate at the worst position", "relative error per position"),
     "T2.oversize_block": ("observed / exact drop rate at the worst position", "relative error per position"),
     "T3.pair_profile": ("observed / exact co-drop of the worst pair", "relative error of the co-drop"),
-    "T4.sharing": ("observed / declared co-drop across channels", "relative error of the co-drop"),
-    "T5.seed_layer_k1": ("mean drop rate / gamma", "relative error of gamma"),
-    "T6.tiny_mask_law": ("Cohen's w", "Cohen's w"),
-    "T7.count_distribution": ("sd of dropped count / reference sd", ""),
+    "T4.sharing": ("P(b | a) / P(b) of the worst pair kind (1: independent)",
+                   "relative co-drop excess over independence"),
+    "T4.map_independence": ("P(b | a) / P(b) of two maps of one call (1: independent)",
+                            "relative co-drop excess over independence"),
+    "T4.call_stream": ("P(b | a) / P(b) of one map in consecutive calls (1: independent)",
+                       "relative co-drop excess over independence"),
+    "T5.seed_layer": ("mean drop rate / gamma at k = 1", "relative gamma error"),
+    "T6.tiny_mask_law": ("observed / exact frequency of the worst cell", "relative error of the most likely mask's "
+                         "frequency"),
+    "T7.count_distribution": ("sd of dropped count / reference sd", "ratio of count standard deviations"),
     "T7.cpu_vs_cuda": ("mean dropped count on CUDA / on the CPU", ""),
 }
 
