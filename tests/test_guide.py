@@ -39,5 +39,5 @@ def test_every_verdict_is_explained():
 
 def test_effect_units_of_impossible_masks():
     assert effect_units({"id": "T6.tiny_mask_law", "details": {"outside": 3}})[0].startswith("share of maps")
-    assert effect_units({"id": "T6.tiny_mask_law", "details": {"outside": 0}}) == ("Cohen's w", "Cohen's w")
+    assert effect_units({"id": "T6.tiny_mask_law", "details": {"outside": 0}}) == EFFECTS["T6.tiny_mask_law"]
     assert effect_units({"id": "T0.opening"}) == ("", "")
