@@ -169,16 +169,41 @@ def _apply_plan(src: torch.Tensor, out: torch.Tensor, plan: _native.NativePlan |
 
 
 def _apply_draw(src: torch.Tensor, out: torch.Tensor, p: float, k: int, prof: Profile,
-                generator: torch.Generator) -> tuple[_native.NativePlan | BlockPlan, float] | None:
+                generator: torch.Generator, fill: bool = False) -> tuple[_native.NativePlan | BlockPlan, float] | None:
     """:func:`_apply_plan` with the plan of one draw from ``generator``; returns ``(plan, scale)``, or None
-    where nothing is drawn (``p == 0``, empty input: ``out`` receives a copy of ``src``)."""
+    where nothing is drawn (``p == 0``, empty input: ``out`` receives a copy of ``src``).
+
+    ``fill``: the forward pass, whose dropped units hold the profile's ``fill`` (under ``fill="noise"`` the
+    noise is drawn from ``generator`` after the blocks); without it they hold 0, as the backward pass needs
+    (the noise does not depend on the input, so the gradient is ``grad * keep``)."""
     if src.numel() == 0 or p == 0.0:
         if out is not src:
             out.copy_(src)
         return None
     plan, scale = _draw_plan(src, torch.promote_types(src.dtype, out.dtype), p, k, prof, generator)
     _apply_plan(src, out, plan, scale)
+    if fill and prof.fill == "noise" and plan.n_dropped:
+        _fill_noise(out, plan, prof.sharing, generator)
     return plan, scale
+
+
+def mask_shape(shape: tuple[int, ...] | list[int], sharing: str) -> list[int]:
+    """Shape of the block mask of an input of ``shape`` ``(N, C, *spatial)``: ``(N, C, ...)``, ``(N, 1, ...)``
+    for masks shared by channels, ``(1, 1, ...)`` for one mask shared by the batch."""
+    return [shape[0] if sharing != "batch" else 1, shape[1] if sharing == "none" else 1, *shape[2:]]
+
+
+def _fill_noise(out: torch.Tensor, plan: _native.NativePlan | BlockPlan, sharing: str,
+                generator: torch.Generator) -> None:
+    """Set the dropped units of ``out`` to standard normal values, one per unit of the block mask (maps that
+    share a mask share them), drawn from ``generator`` in float32 (float64 for float64 outputs) and rounded to
+    ``out.dtype``."""
+    shape = mask_shape(tuple(out.shape), sharing)
+    wide = torch.float64 if out.dtype == torch.float64 else torch.float32
+    blocks = plan.block_plan() if isinstance(plan, _native.NativePlan) else plan
+    kept = blocks.fill_(torch.ones(shape, dtype=wide, device=out.device)) != 0
+    noise = torch.randn(shape, generator=generator, dtype=wide, device=out.device).to(out.dtype)
+    out.copy_(torch.where(kept, out, noise))
 
 
 def _check_inplace(x: torch.Tensor, prof: Profile) -> None:
@@ -205,7 +230,7 @@ def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spa
     ``drop_prob`` is a float64 scalar tensor, ``profile`` a :func:`dropblock._keys.profile_key` string and
     ``generator`` a :func:`dropblock._keys.generator_key`. Under ``torch.compile`` (not ``torch.export``) the
     draw is ``dropblock::drop_block_mask`` and the product is left to the compiler (the same numbers; see
-    :mod:`dropblock._op`). With ``inplace`` and an input that needs a gradient,
+    :mod:`dropblock._op`), except under ``fill="noise"``, whose output is no product: the operator is called. With ``inplace`` and an input that needs a gradient,
     or in a graph that is saved and may later need one (``torch.fx``, ``torch.jit.trace``, ``torch.export``),
     the functional operator's output is copied into ``x`` (the in-place operator has no autograd formula).
 
@@ -218,7 +243,8 @@ def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spa
         tool = "torch.jit.trace" if torch.jit.is_tracing() else "torch.export"
         raise ValueError(SAVED_GRAPH_GENERATOR.format(tool=tool))
     ops = torch.ops.dropblock
-    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+    if (torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+            and _keys.profile_from_key(profile).fill == "zero"):
         out = _masked_product(x, drop_prob, block_size, spatial_dims, profile, generator)
         return x.copy_(out) if inplace else out
     if not inplace:
