@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import torch
 
-from . import _keys, _native
+from . import _compat, _keys, _native
 from ._keys import generator_key, profile_key
 from ._sampling import BlockPlan, _draw_positions, plan_blocks
 from .law import MapGeometry, map_geometry, mask_count, resolve_gamma
@@ -268,14 +268,20 @@ def _masked_product(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, s
 
 def drop_block(
     x: torch.Tensor,
-    drop_prob: float,
-    block_size: int,
+    drop_prob: float | None = None,
+    block_size: int | None = None,
     *,
     spatial_dims: int,
     training: bool = True,
     profile: str | Profile = "paper",
     generator: torch.Generator | None = None,
     inplace: bool = False,
+    p: float | None = None,
+    eps: float | None = None,
+    gamma_scale: float | None = None,
+    with_noise: bool | None = None,
+    couple_channels: bool | None = None,
+    scale_by_keep: bool | None = None,
 ) -> torch.Tensor:
     """DropBlock on ``spatial_dims``-dimensional feature maps (the core of 2D and 3D).
 
@@ -289,44 +295,57 @@ def drop_block(
         ``(N, C, *spatial)`` with ``len(spatial) == spatial_dims``; float16, bfloat16, float32 or float64;
         any device, any strides.
     drop_prob : float
-        Target probability of dropping a unit, in [0, 1] (``1 - keep_prob`` of the paper).
+        Target probability of dropping a unit, in [0, 1] (``1 - keep_prob`` of the paper). Required, except
+        under a timm profile (timm's default 0.1).
     block_size : int
-        Side of the square (cubic) block, >= 1, before the profile's even and oversize policies.
+        Side of the square (cubic) block, >= 1, before the profile's even and oversize policies. Required,
+        except under a timm profile (timm's default 7).
     spatial_dims : int
         2 or 3.
     training : bool
         When False the input object itself is returned (also when ``drop_prob == 0``).
     profile : str or Profile
         Preset name (``"paper"``, ``"torchvision"``, ``"timm"``, ``"timm_legacy"``, ``"original"``,
-        optionally ``"+exact"``) or a :class:`~dropblock.Profile`.
+        optionally ``"+exact"`` and ``"+noise"``) or a :class:`~dropblock.Profile`.
     generator : torch.Generator, optional
         Random source on ``x.device`` (torch's default generator when omitted): same state, same mask.
         Under ``torch.compile`` an explicit generator here breaks the graph; give it to the module instead.
     inplace : bool
         Write the result into ``x`` (needs the profile's output dtype to equal ``x.dtype``).
+    p, eps : float, optional
+        torchvision's names: ``p`` is ``drop_prob``; ``eps`` replaces the profile's ``eps``.
+    gamma_scale, with_noise, couple_channels, scale_by_keep : optional
+        timm's keywords, applied to the profile: ``gamma_scale`` (float >= 0) multiplies gamma;
+        ``couple_channels`` selects ``sharing="channel"`` (True) or ``"none"``; ``scale_by_keep`` selects
+        ``normalize="global"`` (True) or ``"none"``; ``with_noise=True`` selects ``fill="noise"`` and
+        ``normalize="none"`` (see :mod:`dropblock._compat`). ``None`` keeps the profile's choice.
 
     Returns
     -------
     torch.Tensor
         Same shape and device as ``x``; dtype ``x.dtype`` (or float32 for half inputs under
-        ``output_dtype="float32"``). Dropped units are 0, kept units ``x * scale``.
+        ``output_dtype="float32"``). Kept units are ``x * scale``; dropped units are 0, or under
+        ``fill="noise"`` standard normal values, one per unit of the block mask.
 
     Raises
     ------
     TypeError
         ``x`` not a floating tensor; ``drop_prob`` not a real number; ``block_size`` not an int;
-        ``generator`` not a ``torch.Generator``.
+        ``generator`` not a ``torch.Generator``; ``drop_prob`` and ``p`` both given or neither; a timm flag
+        that is not a bool.
     ValueError
         Wrong number of dimensions; ``spatial_dims`` not 2 or 3; ``drop_prob`` outside [0, 1] or NaN;
         ``block_size < 1``; even or oversized blocks under a profile that rejects them; ``inplace`` that
-        cannot be honoured.
+        cannot be honoured; ``eps`` or ``gamma_scale`` negative or not finite.
     """
     check_spatial_dims(spatial_dims)
     if not isinstance(x, torch.fx.Proxy):  # a symbolic trace: the operator's shape function checks x
         x = _check_input(x, spatial_dims)
+    drop_prob, block_size, prof = _compat.resolve(
+        f"drop_block{spatial_dims}d", profile, drop_prob, block_size, p=p, eps=eps, gamma_scale=gamma_scale,
+        with_noise=with_noise, couple_channels=couple_channels, scale_by_keep=scale_by_keep)
     p = check_drop_prob(drop_prob)
     k = check_block_size(block_size)
-    prof = get_profile(profile)
     if not training or p == 0.0:
         return x
     if inplace and not isinstance(x, torch.fx.Proxy):
@@ -335,31 +354,19 @@ def drop_block(
                          generator_key(generator), inplace)
 
 
-def drop_block2d(
-    x: torch.Tensor,
-    drop_prob: float,
-    block_size: int,
-    *,
-    training: bool = True,
-    profile: str | Profile = "paper",
-    generator: torch.Generator | None = None,
-    inplace: bool = False,
-) -> torch.Tensor:
-    """DropBlock on ``(N, C, H, W)`` inputs; see :func:`drop_block` for the parameters and errors."""
+def drop_block2d(x: torch.Tensor, drop_prob: float | None = None, block_size: int | None = None, *,
+                 training: bool = True, profile: str | Profile = "paper", generator: torch.Generator | None = None,
+                 inplace: bool = False, **peer_keywords: object) -> torch.Tensor:
+    """DropBlock on ``(N, C, H, W)`` inputs; see :func:`drop_block` for the parameters (the peers' keywords
+    ``p``, ``eps``, ``gamma_scale``, ``with_noise``, ``couple_channels``, ``scale_by_keep`` included) and
+    errors."""
     return drop_block(x, drop_prob, block_size, spatial_dims=2, training=training, profile=profile,
-                      generator=generator, inplace=inplace)
+                      generator=generator, inplace=inplace, **peer_keywords)  # type: ignore[arg-type]
 
 
-def drop_block3d(
-    x: torch.Tensor,
-    drop_prob: float,
-    block_size: int,
-    *,
-    training: bool = True,
-    profile: str | Profile = "paper",
-    generator: torch.Generator | None = None,
-    inplace: bool = False,
-) -> torch.Tensor:
+def drop_block3d(x: torch.Tensor, drop_prob: float | None = None, block_size: int | None = None, *,
+                 training: bool = True, profile: str | Profile = "paper", generator: torch.Generator | None = None,
+                 inplace: bool = False, **peer_keywords: object) -> torch.Tensor:
     """DropBlock on ``(N, C, D, H, W)`` inputs; see :func:`drop_block` for the parameters and errors."""
     return drop_block(x, drop_prob, block_size, spatial_dims=3, training=training, profile=profile,
-                      generator=generator, inplace=inplace)
+                      generator=generator, inplace=inplace, **peer_keywords)  # type: ignore[arg-type]
