@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 
 from ..results import CheckResult
-from ..sampler import DTYPES, CallFailure, call_guarded, draw_masks, seeded
+from ..sampler import DTYPES, CallFailure, call_guarded, draw_masks, probe_value, seeded
 from ..theory import mask_law
 from .base import Context, failure_result, make_result
 from .design import TEXTS, binomial_mde, binomial_sample_size, bonferroni, stat_result
@@ -72,14 +72,17 @@ def check_input_independence(adapter, ctx: Context) -> CheckResult:
     dt = DTYPES[ctx.dtype]
     signed = _signed_input(shape, dt, ctx.device)
     outs = []
+    probe = probe_value(adapter)
     try:
-        for x in (torch.ones(shape, dtype=dt, device=ctx.device), signed.clone()):
+        for x in (torch.full(shape, probe, dtype=dt, device=ctx.device), signed.clone()):
             with seeded(ctx.seed(cid), ctx.device):
                 outs.append(call_guarded(adapter, x, ctx.drop_prob, ctx.block_size, timeout=ctx.timeout))
     except CallFailure as exc:
         return failure_result(cid, ctx, exc)
     ones, out = (o.detach().double().cpu() for o in outs)
     x = signed.double().cpu()
+    if probe != 1.0:
+        return _noise_input_independence(cid, ctx, ones, out, x, probe, shape)
     keep = (ones != 0) & ~ones.isnan()
     details = {"shape": list(shape), "dropped_ones": int((~keep).sum())}
     problems = []
@@ -109,6 +112,30 @@ def check_input_independence(adapter, ctx: Context) -> CheckResult:
         return make_result(cid, ctx, "fail", "same seed, different input values: " + "; ".join(problems)
                            + " (the mask or the scale depends on the input)", details=details, reproduction=repro)
     return make_result(cid, ctx, "pass", "same mask and scale for an all-ones and a signed input",
+                       details=details, reproduction=repro)
+
+
+def _noise_input_independence(cid: str, ctx: Context, probed: torch.Tensor, out: torch.Tensor, x: torch.Tensor,
+                               probe: float, shape: tuple[int, ...]) -> CheckResult:
+    """T0.input_independence under ``fill="noise"``: with the mask read from a call on ``probe`` everywhere,
+    the signed input's call under the same seed keeps ``x`` exactly where that call kept and holds the same
+    noise where it dropped (the mask and the noise do not depend on the input)."""
+    keep = probed.abs() >= probe / 2
+    details = {"shape": list(shape), "dropped_ones": int((~keep).sum())}
+    problems = []
+    if out.isnan().any():
+        problems.append(f"{int(out.isnan().sum())} NaN outputs for a finite signed input")
+    changed = int((keep & (out != x)).sum())
+    if changed:
+        problems.append(f"{changed} units kept under the all-{probe:g} input are not x under the signed input")
+    noise = int((~keep & (out != probed)).sum())
+    if noise:
+        problems.append(f"{noise} dropped units hold other values than under the all-{probe:g} input")
+    repro = ctx.reproduction(shape)
+    if problems:
+        return make_result(cid, ctx, "fail", "same seed, different input values: " + "; ".join(problems)
+                           + " (the mask or the noise depends on the input)", details=details, reproduction=repro)
+    return make_result(cid, ctx, "pass", "same mask and noise for a constant and a signed input",
                        details=details, reproduction=repro)
 
 
