@@ -64,6 +64,16 @@ def test_reference_noise_inplace_half_and_3d(gen):
     assert bool((y != NOISE_PROBE).any()) and bool(torch.isfinite(y).all())
 
 
+def test_noise_layer_in_torchscript_and_fx_draws_as_eager(seed):
+    layer = dropblock.DropBlock2D(0.3, 3, profile="timm", with_noise=True)
+    x = torch.full((2, 3, 9, 9), NOISE_PROBE)
+    outs = []
+    for run in (layer, torch.jit.script(layer), torch.fx.symbolic_trace(layer)):
+        torch.manual_seed(seed)
+        outs.append(run(x))
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
 def test_theory_fill_law_and_moments():
     assert dropped_value_law(PRESETS["timm"]) is None
     assert dropped_value_law(NOISE).std() == 1.0 and dropped_value_law(NOISE).mean() == 0.0
