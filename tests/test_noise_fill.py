@@ -146,3 +146,9 @@ def test_wrong_noise_laws_fail(fn, caught_by, seed):
     ctx = Context(budget="smoke", alpha=1e-3, base_seed=seed, spec=adapter.name)
     assert _BY_ID[caught_by].fn(adapter, ctx).verdict == "fail"
     assert _BY_ID[caught_by].fn(load_adapter("reference:timm+noise"), ctx).verdict == "pass"
+
+
+def test_noise_check_detects_noise_rescaled_at_drop_prob_0_1_at_the_standard_budget():
+    from verification.checks.noise import VALUES, noise_mde
+    # kept units rescaled by 1 / (1 - 0.1) give noise sd 1.11; the standard budget's alpha share is above 5e-5
+    assert noise_mde(VALUES["standard"], 5e-5) < 1.11 < noise_mde(100, 5e-5)

@@ -76,6 +76,26 @@ def _dropped_values(out: torch.Tensor, sharing: str) -> torch.Tensor:
     return masks[~(masks.abs() >= NOISE_PROBE / 2)]
 
 
+def _reproduction(ctx: Context, shape: tuple[int, ...], sharing: str) -> str:
+    """A snippet that draws the dropped units' values as the check does and tests them."""
+    per_mask = {"none": "out", "channel": "out[:, :1]", "batch": "out[:1, :1]"}[sharing]
+    return (
+        "import torch\n"
+        "from scipy import stats\n"
+        "from verification.adapters import load_adapter\n"
+        f"impl = load_adapter({ctx.spec!r})\n"
+        "torch.manual_seed(0)\n"
+        "values = []\n"
+        "for _ in range(20):\n"
+        f"    out = impl(torch.full({tuple(shape)}, {NOISE_PROBE!r}, device={ctx.device!r}), {ctx.drop_prob!r}, "
+        f"{ctx.block_size!r})\n"
+        f"    masks = {per_mask}.double().cpu()  # one value per unit of each independent mask\n"
+        f"    values.append(masks[masks.abs() < {NOISE_PROBE / 2!r}])\n"
+        "values = torch.cat(values).numpy()\n"
+        "print(values.size, 'values: mean', values.mean(), 'sd', values.std(), stats.kstest(values, 'norm'))\n"
+    )
+
+
 def check_noise_law(adapter, ctx: Context) -> CheckResult:
     """T8.noise_law (module docstring)."""
     cid = "T8.noise_law"
@@ -97,7 +117,7 @@ def check_noise_law(adapter, ctx: Context) -> CheckResult:
     except CallFailure as exc:
         return failure_result(cid, ctx, exc)
     sample = torch.cat(values).numpy()[:want] if values else np.empty(0)
-    repro = ctx.reproduction(shape)
+    repro = _reproduction(ctx, shape, prof.sharing)
     if sample.size < 100:
         return make_result(cid, ctx, "skip", f"{sample.size} dropped units in {calls} calls: too few to test",
                            reproduction=repro)
