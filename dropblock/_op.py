@@ -87,7 +87,7 @@ def _draw(x: Tensor, out: Tensor, drop_prob: Tensor, block_size: int, profile: s
     source = generator_of(generator, x.device)
     record = source.get_state()
     drawn = functional._apply_draw(x, out, p, functional.check_block_size(block_size), profile_from_key(profile),
-                                   source)
+                                   source, fill=True)
     _last.drawn = (record, drawn) if keep else None
     return record
 
@@ -135,10 +135,6 @@ def _drop_block_inplace_fake(x, drop_prob, block_size, spatial_dims, profile, ge
 
 
 # ------------------------------------------------------------------------------------------- mask form
-def _mask_shape(shape, sharing: str) -> list:
-    return [shape[0] if sharing != "batch" else 1, shape[1] if sharing == "none" else 1, *shape[2:]]
-
-
 @torch.library.custom_op("dropblock::drop_block_mask", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,))
 def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, drop_prob: Tensor, block_size: int,
                     spatial_dims: int, profile: str, generator: int) -> Tensor:
@@ -156,7 +152,7 @@ def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, 
     like = torch.empty((), dtype=dtype, device=device).expand(shape)  # shape, dtype and device; no data
     prof, out_dtype = _checked(like, spatial_dims, profile, inplace=False)
     p = _drop_prob_value(drop_prob)
-    mask_shape = tuple(_mask_shape(like.shape, prof.sharing))
+    mask_shape = tuple(functional.mask_shape(like.shape, prof.sharing))
     m_dtype = _multiplier_dtype(out_dtype)
     if like.numel() == 0 or p == 0.0:
         return _new_multiplier(mask_shape, m_dtype, device).fill_(1.0)
@@ -183,7 +179,7 @@ def _multiplier_dtype(out_dtype: torch.dtype) -> torch.dtype:
 @drop_block_mask.register_fake
 def _drop_block_mask_fake(shape, dtype, device, drop_prob, block_size, spatial_dims, profile, generator):
     prof, out_dtype = _checked(torch.empty(shape, dtype=dtype, device="meta"), spatial_dims, profile, inplace=False)
-    return _new_multiplier(_mask_shape(shape, prof.sharing), _multiplier_dtype(out_dtype), device)
+    return _new_multiplier(functional.mask_shape(shape, prof.sharing), _multiplier_dtype(out_dtype), device)
 
 
 # ---------------------------------------------------------------------------------------------- backward

@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import torch
 
-from . import _keys, _native
+from . import _compat, _keys, _native
 from ._keys import generator_key, profile_key
 from ._sampling import BlockPlan, _draw_positions, plan_blocks
 from .law import MapGeometry, map_geometry, mask_count, resolve_gamma
@@ -169,16 +169,41 @@ def _apply_plan(src: torch.Tensor, out: torch.Tensor, plan: _native.NativePlan |
 
 
 def _apply_draw(src: torch.Tensor, out: torch.Tensor, p: float, k: int, prof: Profile,
-                generator: torch.Generator) -> tuple[_native.NativePlan | BlockPlan, float] | None:
+                generator: torch.Generator, fill: bool = False) -> tuple[_native.NativePlan | BlockPlan, float] | None:
     """:func:`_apply_plan` with the plan of one draw from ``generator``; returns ``(plan, scale)``, or None
-    where nothing is drawn (``p == 0``, empty input: ``out`` receives a copy of ``src``)."""
+    where nothing is drawn (``p == 0``, empty input: ``out`` receives a copy of ``src``).
+
+    ``fill``: the forward pass, whose dropped units hold the profile's ``fill`` (under ``fill="noise"`` the
+    noise is drawn from ``generator`` after the blocks); without it they hold 0, as the backward pass needs
+    (the noise does not depend on the input, so the gradient is ``grad * keep``)."""
     if src.numel() == 0 or p == 0.0:
         if out is not src:
             out.copy_(src)
         return None
     plan, scale = _draw_plan(src, torch.promote_types(src.dtype, out.dtype), p, k, prof, generator)
     _apply_plan(src, out, plan, scale)
+    if fill and prof.fill == "noise" and plan.n_dropped:
+        _fill_noise(out, plan, prof.sharing, generator)
     return plan, scale
+
+
+def mask_shape(shape: tuple[int, ...] | list[int], sharing: str) -> list[int]:
+    """Shape of the block mask of an input of ``shape`` ``(N, C, *spatial)``: ``(N, C, ...)``, ``(N, 1, ...)``
+    for masks shared by channels, ``(1, 1, ...)`` for one mask shared by the batch."""
+    return [shape[0] if sharing != "batch" else 1, shape[1] if sharing == "none" else 1, *shape[2:]]
+
+
+def _fill_noise(out: torch.Tensor, plan: _native.NativePlan | BlockPlan, sharing: str,
+                generator: torch.Generator) -> None:
+    """Set the dropped units of ``out`` to standard normal values, one per unit of the block mask (maps that
+    share a mask share them), drawn from ``generator`` in float32 (float64 for float64 outputs) and rounded to
+    ``out.dtype``."""
+    shape = mask_shape(tuple(out.shape), sharing)
+    wide = torch.float64 if out.dtype == torch.float64 else torch.float32
+    blocks = plan.block_plan() if isinstance(plan, _native.NativePlan) else plan
+    kept = blocks.fill_(torch.ones(shape, dtype=wide, device=out.device)) != 0
+    noise = torch.randn(shape, generator=generator, dtype=wide, device=out.device).to(out.dtype)
+    out.copy_(torch.where(kept, out, noise))
 
 
 def _check_inplace(x: torch.Tensor, prof: Profile) -> None:
@@ -205,7 +230,7 @@ def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spa
     ``drop_prob`` is a float64 scalar tensor, ``profile`` a :func:`dropblock._keys.profile_key` string and
     ``generator`` a :func:`dropblock._keys.generator_key`. Under ``torch.compile`` (not ``torch.export``) the
     draw is ``dropblock::drop_block_mask`` and the product is left to the compiler (the same numbers; see
-    :mod:`dropblock._op`). With ``inplace`` and an input that needs a gradient,
+    :mod:`dropblock._op`), except under ``fill="noise"``, whose output is no product: the operator is called. With ``inplace`` and an input that needs a gradient,
     or in a graph that is saved and may later need one (``torch.fx``, ``torch.jit.trace``, ``torch.export``),
     the functional operator's output is copied into ``x`` (the in-place operator has no autograd formula).
 
@@ -218,7 +243,8 @@ def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spa
         tool = "torch.jit.trace" if torch.jit.is_tracing() else "torch.export"
         raise ValueError(SAVED_GRAPH_GENERATOR.format(tool=tool))
     ops = torch.ops.dropblock
-    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+    if (torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+            and _keys.profile_from_key(profile).fill == "zero"):
         out = _masked_product(x, drop_prob, block_size, spatial_dims, profile, generator)
         return x.copy_(out) if inplace else out
     if not inplace:
@@ -242,14 +268,20 @@ def _masked_product(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, s
 
 def drop_block(
     x: torch.Tensor,
-    drop_prob: float,
-    block_size: int,
+    drop_prob: float | None = None,
+    block_size: int | None = None,
     *,
     spatial_dims: int,
     training: bool = True,
     profile: str | Profile = "paper",
     generator: torch.Generator | None = None,
     inplace: bool = False,
+    p: float | None = None,
+    eps: float | None = None,
+    gamma_scale: float | None = None,
+    with_noise: bool | None = None,
+    couple_channels: bool | None = None,
+    scale_by_keep: bool | None = None,
 ) -> torch.Tensor:
     """DropBlock on ``spatial_dims``-dimensional feature maps (the core of 2D and 3D).
 
@@ -263,44 +295,57 @@ def drop_block(
         ``(N, C, *spatial)`` with ``len(spatial) == spatial_dims``; float16, bfloat16, float32 or float64;
         any device, any strides.
     drop_prob : float
-        Target probability of dropping a unit, in [0, 1] (``1 - keep_prob`` of the paper).
+        Target probability of dropping a unit, in [0, 1] (``1 - keep_prob`` of the paper). Required, except
+        under a timm profile (timm's default 0.1).
     block_size : int
-        Side of the square (cubic) block, >= 1, before the profile's even and oversize policies.
+        Side of the square (cubic) block, >= 1, before the profile's even and oversize policies. Required,
+        except under a timm profile (timm's default 7).
     spatial_dims : int
         2 or 3.
     training : bool
         When False the input object itself is returned (also when ``drop_prob == 0``).
     profile : str or Profile
         Preset name (``"paper"``, ``"torchvision"``, ``"timm"``, ``"timm_legacy"``, ``"original"``,
-        optionally ``"+exact"``) or a :class:`~dropblock.Profile`.
+        optionally ``"+exact"`` and ``"+noise"``) or a :class:`~dropblock.Profile`.
     generator : torch.Generator, optional
         Random source on ``x.device`` (torch's default generator when omitted): same state, same mask.
         Under ``torch.compile`` an explicit generator here breaks the graph; give it to the module instead.
     inplace : bool
         Write the result into ``x`` (needs the profile's output dtype to equal ``x.dtype``).
+    p, eps : float, optional
+        torchvision's names: ``p`` is ``drop_prob``; ``eps`` replaces the profile's ``eps``.
+    gamma_scale, with_noise, couple_channels, scale_by_keep : optional
+        timm's keywords, applied to the profile: ``gamma_scale`` (float >= 0) multiplies gamma;
+        ``couple_channels`` selects ``sharing="channel"`` (True) or ``"none"``; ``scale_by_keep`` selects
+        ``normalize="global"`` (True) or ``"none"``; ``with_noise=True`` selects ``fill="noise"`` and
+        ``normalize="none"`` (see :mod:`dropblock._compat`). ``None`` keeps the profile's choice.
 
     Returns
     -------
     torch.Tensor
         Same shape and device as ``x``; dtype ``x.dtype`` (or float32 for half inputs under
-        ``output_dtype="float32"``). Dropped units are 0, kept units ``x * scale``.
+        ``output_dtype="float32"``). Kept units are ``x * scale``; dropped units are 0, or under
+        ``fill="noise"`` standard normal values, one per unit of the block mask.
 
     Raises
     ------
     TypeError
         ``x`` not a floating tensor; ``drop_prob`` not a real number; ``block_size`` not an int;
-        ``generator`` not a ``torch.Generator``.
+        ``generator`` not a ``torch.Generator``; ``drop_prob`` and ``p`` both given or neither; a timm flag
+        that is not a bool.
     ValueError
         Wrong number of dimensions; ``spatial_dims`` not 2 or 3; ``drop_prob`` outside [0, 1] or NaN;
         ``block_size < 1``; even or oversized blocks under a profile that rejects them; ``inplace`` that
-        cannot be honoured.
+        cannot be honoured; ``eps`` or ``gamma_scale`` negative or not finite.
     """
     check_spatial_dims(spatial_dims)
     if not isinstance(x, torch.fx.Proxy):  # a symbolic trace: the operator's shape function checks x
         x = _check_input(x, spatial_dims)
+    drop_prob, block_size, prof = _compat.resolve(
+        f"drop_block{spatial_dims}d", profile, drop_prob, block_size, p=p, eps=eps, gamma_scale=gamma_scale,
+        with_noise=with_noise, couple_channels=couple_channels, scale_by_keep=scale_by_keep)
     p = check_drop_prob(drop_prob)
     k = check_block_size(block_size)
-    prof = get_profile(profile)
     if not training or p == 0.0:
         return x
     if inplace and not isinstance(x, torch.fx.Proxy):
@@ -309,31 +354,19 @@ def drop_block(
                          generator_key(generator), inplace)
 
 
-def drop_block2d(
-    x: torch.Tensor,
-    drop_prob: float,
-    block_size: int,
-    *,
-    training: bool = True,
-    profile: str | Profile = "paper",
-    generator: torch.Generator | None = None,
-    inplace: bool = False,
-) -> torch.Tensor:
-    """DropBlock on ``(N, C, H, W)`` inputs; see :func:`drop_block` for the parameters and errors."""
+def drop_block2d(x: torch.Tensor, drop_prob: float | None = None, block_size: int | None = None, *,
+                 training: bool = True, profile: str | Profile = "paper", generator: torch.Generator | None = None,
+                 inplace: bool = False, **peer_keywords: object) -> torch.Tensor:
+    """DropBlock on ``(N, C, H, W)`` inputs; see :func:`drop_block` for the parameters (the peers' keywords
+    ``p``, ``eps``, ``gamma_scale``, ``with_noise``, ``couple_channels``, ``scale_by_keep`` included) and
+    errors."""
     return drop_block(x, drop_prob, block_size, spatial_dims=2, training=training, profile=profile,
-                      generator=generator, inplace=inplace)
+                      generator=generator, inplace=inplace, **peer_keywords)  # type: ignore[arg-type]
 
 
-def drop_block3d(
-    x: torch.Tensor,
-    drop_prob: float,
-    block_size: int,
-    *,
-    training: bool = True,
-    profile: str | Profile = "paper",
-    generator: torch.Generator | None = None,
-    inplace: bool = False,
-) -> torch.Tensor:
+def drop_block3d(x: torch.Tensor, drop_prob: float | None = None, block_size: int | None = None, *,
+                 training: bool = True, profile: str | Profile = "paper", generator: torch.Generator | None = None,
+                 inplace: bool = False, **peer_keywords: object) -> torch.Tensor:
     """DropBlock on ``(N, C, D, H, W)`` inputs; see :func:`drop_block` for the parameters and errors."""
     return drop_block(x, drop_prob, block_size, spatial_dims=3, training=training, profile=profile,
-                      generator=generator, inplace=inplace)
+                      generator=generator, inplace=inplace, **peer_keywords)  # type: ignore[arg-type]

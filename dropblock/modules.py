@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ._keys import generator_key, profile_key
+from ._compat import resolve
 from .functional import SAVED_GRAPH_GENERATOR, call_operator, check_block_size, check_drop_prob, drop_block
 from .profiles import Profile, get_profile
 
@@ -31,21 +32,31 @@ def _in_graph(x: torch.Tensor) -> bool:
 class _DropBlockNd(nn.Module):
     spatial_dims = 2
     __constants__ = ["spatial_dims"]
-    __jit_unused_properties__ = ["drop_prob", "profile", "generator"]
+    __jit_unused_properties__ = ["drop_prob", "p", "profile", "generator"]
 
     def __init__(
         self,
-        drop_prob: float,
-        block_size: int,
+        drop_prob: float | None = None,
+        block_size: int | None = None,
         *,
         profile: str | Profile = "paper",
         generator: torch.Generator | None = None,
         inplace: bool = False,
+        p: float | None = None,
+        eps: float | None = None,
+        gamma_scale: float | None = None,
+        with_noise: bool | None = None,
+        couple_channels: bool | None = None,
+        scale_by_keep: bool | None = None,
+        **kwargs: object,
     ) -> None:
         super().__init__()
+        drop_prob, block_size, law = resolve(
+            type(self).__name__, profile, drop_prob, block_size, p=p, eps=eps, gamma_scale=gamma_scale,
+            with_noise=with_noise, couple_channels=couple_channels, scale_by_keep=scale_by_keep, extra=kwargs)
         self._drop_prob = torch.tensor(check_drop_prob(drop_prob), dtype=torch.float64)
         self.block_size = check_block_size(block_size)
-        self.profile = profile
+        self.profile = law
         self.generator = generator
         self.inplace = inplace
 
@@ -59,6 +70,15 @@ class _DropBlockNd(nn.Module):
     @drop_prob.setter
     def drop_prob(self, value: float) -> None:
         self._drop_prob.fill_(check_drop_prob(value))
+
+    @property
+    def p(self) -> float:
+        """torchvision's name of :attr:`drop_prob`."""
+        return self.drop_prob
+
+    @p.setter
+    def p(self, value: float) -> None:
+        self.drop_prob = value
 
     @property
     def profile(self) -> Profile:
@@ -115,14 +135,21 @@ class DropBlock2D(_DropBlockNd):
     ----------
     drop_prob : float
         Target drop probability in [0, 1]; a :class:`~dropblock.LinearScheduler` may set it between steps.
+        Required, except under a timm profile (timm's default 0.1).
     block_size : int
-        Block side (>= 1).
+        Block side (>= 1). Required, except under a timm profile (timm's default 7).
     profile : str or Profile, keyword-only
         Law to follow; ``"paper"`` by default. See :data:`dropblock.PRESETS`.
     generator : torch.Generator, optional, keyword-only
         Random source on the input's device.
     inplace : bool, keyword-only
         Overwrite the input.
+    p, eps, gamma_scale, with_noise, couple_channels, scale_by_keep : keyword-only, optional
+        The peers' keywords (torchvision's ``p`` and ``eps``, timm's others), applied to the profile as
+        :func:`dropblock.functional.drop_block` describes. ``p`` is also an attribute (``drop_prob``).
+    **kwargs
+        Under a timm profile, any other keyword is ignored with a warning, as timm's ``DropBlock2d`` takes it
+        (``batchwise`` and ``fast``, removed in timm 1.0.23, with what they did); elsewhere ``TypeError``.
 
     Notes
     -----

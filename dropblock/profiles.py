@@ -26,6 +26,7 @@ EvenPolicy = Literal["reject", "top_left", "bottom_right"]
 OversizePolicy = Literal["clip", "clip_min", "overhang", "reject"]
 Normalize = Literal["global", "none"]
 OutputDtype = Literal["preserve", "float32"]
+Fill = Literal["zero", "noise"]
 
 _CHOICES = {
     "seed_region": ("valid", "all"),
@@ -35,6 +36,7 @@ _CHOICES = {
     "oversize_policy": ("clip", "clip_min", "overhang", "reject"),
     "normalize": ("global", "none"),
     "output_dtype": ("preserve", "float32"),
+    "fill": ("zero", "noise"),
 }
 
 
@@ -75,6 +77,11 @@ class Profile:
         Added to the kept count. With ``eps == 0`` an all-dropped tensor gives zeros (never ``0/0``).
     output_dtype : {"preserve", "float32"}
         ``"preserve"`` returns the input dtype; ``"float32"`` promotes half-precision inputs to float32.
+    fill : {"zero", "noise"}
+        What a dropped unit holds. ``"zero"``: 0 (the paper). ``"noise"``: a standard normal value, one per unit
+        of the block mask (maps that share a mask share the values), drawn independently of the mask and of
+        the input and rounded to the output dtype; kept units are not rescaled, so it needs
+        ``normalize="none"`` (timm's ``with_noise=True``, ``timm/layers/drop.py`` 1.0.23 to 1.0.31).
     """
 
     name: str = "custom"
@@ -87,6 +94,7 @@ class Profile:
     normalize: Normalize = "global"
     eps: float = 0.0
     output_dtype: OutputDtype = "preserve"
+    fill: Fill = "zero"
 
     def __post_init__(self) -> None:
         for field, allowed in _CHOICES.items():
@@ -103,6 +111,8 @@ class Profile:
             raise ValueError(f"Profile.eps must be finite and >= 0, got {self.eps!r}")
         if self.oversize_policy == "overhang" and self.seed_region == "valid":
             raise ValueError("Profile.oversize_policy='overhang' needs seed_region='all' (no block fits)")
+        if self.fill == "noise" and self.normalize != "none":
+            raise ValueError("Profile.fill='noise' needs normalize='none' (kept units are not rescaled)")
 
     def replace(self, **changes: object) -> Profile:
         """Return a copy with some fields changed (``dataclasses.replace``)."""
@@ -173,7 +183,8 @@ def get_profile(profile: str | Profile) -> Profile:
     """Resolve a preset name or pass a :class:`Profile` through.
 
     A name may carry overrides after a colon-free ``+`` list, e.g. ``"paper+exact"`` selects
-    ``gamma_rule="exact"`` on top of ``paper``.
+    ``gamma_rule="exact"`` on top of ``paper``, and ``"timm+noise"`` selects ``fill="noise"`` with
+    ``normalize="none"`` (timm's ``with_noise=True``).
 
     Raises
     ------
@@ -193,6 +204,8 @@ def get_profile(profile: str | Profile) -> Profile:
     for mod in mods:
         if mod == "exact":
             prof = prof.replace(gamma_rule="exact", name=f"{prof.name}+exact")
+        elif mod == "noise":
+            prof = prof.replace(fill="noise", normalize="none", name=f"{prof.name}+noise")
         else:
-            raise ValueError(f"unknown profile modifier {mod!r} in {profile!r}; known: 'exact'")
+            raise ValueError(f"unknown profile modifier {mod!r} in {profile!r}; known: 'exact', 'noise'")
     return prof

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import dropblock
-from dropblock import PRESETS
+from dropblock import PRESETS, get_profile
 from verification import cli
 from verification.adapters import (
     ENTRY_POINT_GROUP,
@@ -31,12 +31,13 @@ from verification.adapters import (
     registry,
 )
 
-BUILTINS = ["reference", "torchvision", "timm", "timm-legacy", "timm-legacy:fast", "original"]
+BUILTINS = ["reference", "torchvision", "timm", "timm:with_noise", "timm-legacy", "timm-legacy:fast", "original"]
 PEERS = ["torchvision", "timm", "timm-legacy", "timm-legacy:fast", "original"]
 DECLARED = {
     "reference": PRESETS["paper"],
     "torchvision": PRESETS["torchvision"],
     "timm": PRESETS["timm"],
+    "timm:with_noise": get_profile("timm+noise"),
     "timm-legacy": PRESETS["timm_legacy"],
     "timm-legacy:fast": TIMM_LEGACY_FAST,
     "original": PRESETS["original"],

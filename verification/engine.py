@@ -63,6 +63,8 @@ def plan_checks(adapter, *, devices: Iterable[str], dtypes: Iterable[str], alpha
                     continue
                 if check.devices is not None and device not in check.devices:
                     continue
+                if check.fills is not None and adapter.profile.fill not in check.fills:
+                    continue
                 for dims in check.dims:
                     if dims not in caps.dims:
                         continue

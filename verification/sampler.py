@@ -1,7 +1,9 @@
 """Drawing masks from an implementation under test, treated as a black box.
 
 The input is all ones, so the output is ``keep * scale``: the keep mask is ``out != 0`` and the scale is the
-common value of the kept units. Randomness comes from torch's global generator of the device, seeded per
+common value of the kept units. Under a declared ``fill="noise"`` (dropped units hold N(0, 1) noise) the input
+is :data:`NOISE_PROBE` everywhere, far beyond any normal value: a unit is kept where ``|out| >= NOISE_PROBE /
+2`` and its scale is ``out / NOISE_PROBE``. Randomness comes from torch's global generator of the device, seeded per
 chunk from the check's seed, or once for a stream of consecutive calls (``torch.random.fork_rng`` keeps the
 caller's state untouched).
 
@@ -23,7 +25,7 @@ import torch
 
 from .results import derive_seed
 
-__all__ = ["CallFailure", "MaskBatch", "call_guarded", "draw_masks", "seeded", "DTYPES"]
+__all__ = ["CallFailure", "MaskBatch", "call_guarded", "draw_masks", "seeded", "DTYPES", "NOISE_PROBE", "probe_value"]
 
 DTYPES = {
     "float32": torch.float32,
@@ -33,6 +35,9 @@ DTYPES = {
 }
 
 DEFAULT_TIMEOUT_S = 60.0
+#: Input value of mask draws under ``fill="noise"``: 2**8, exact in every float dtype, and no standard normal
+#: draw comes near 128 (torch's normal sampler cannot return more than about 9 in absolute value).
+NOISE_PROBE = 256.0
 MAX_ELEMENTS_PER_CALL = 1 << 21
 
 
@@ -175,7 +180,7 @@ def draw_masks(
     CallFailure
         As :func:`call_guarded`.
     """
-    acc = _Accumulator(n_batches, shape, DTYPES[dtype])
+    acc = _Accumulator(n_batches, shape, DTYPES[dtype], probe_value(adapter))
     if reseed:
         for i in range(n_batches):
             with seeded(derive_seed(seed, "batch", i), device):
@@ -187,16 +192,22 @@ def draw_masks(
     return acc.batch()
 
 
+def probe_value(adapter) -> float:
+    """The input value of mask draws: 1, or :data:`NOISE_PROBE` under a declared ``fill="noise"``."""
+    return NOISE_PROBE if getattr(getattr(adapter, "profile", None), "fill", "zero") == "noise" else 1.0
+
+
 def _call_ones(adapter, shape, drop_prob, block_size, device, dtype, timeout) -> torch.Tensor:
-    x = torch.ones(shape, dtype=DTYPES[dtype], device=device)  # fresh: the implementation may mutate it
+    x = torch.full(shape, probe_value(adapter), dtype=DTYPES[dtype], device=device)  # fresh: it may be mutated
     return call_guarded(adapter, x, drop_prob, block_size, timeout=timeout)
 
 
 class _Accumulator:
     """Vets each output of an all-ones input and collects its keep mask and scale range."""
 
-    def __init__(self, n_batches: int, shape: tuple[int, ...], out_dtype: torch.dtype) -> None:
+    def __init__(self, n_batches: int, shape: tuple[int, ...], out_dtype: torch.dtype, probe: float = 1.0) -> None:
         self.n = shape[0]
+        self.probe = probe
         self.lo: list[float] = []
         self.hi: list[float] = []
         self.n_nan = self.n_inf = 0
@@ -207,6 +218,8 @@ class _Accumulator:
     def add(self, i: int, out: torch.Tensor) -> None:
         self.out_dtype = out.dtype
         vals = out.detach()
+        if self.probe != 1.0:  # noise in dropped units: kept ones are far from 0; their value / probe is the scale
+            vals = torch.where((vals.abs() >= self.probe / 2) | vals.isnan(), vals / self.probe, 0.0)
         keep = vals != 0
         # one float64 sum rules out NaN and inf, and (with the maximum) shows whether every kept unit holds
         # the same value: the kept values are at most the maximum, so they sum to count * maximum exactly

@@ -87,7 +87,7 @@ def profile_source(profile: Profile) -> str:
     for key, preset in PRESETS.items():
         if preset == profile:
             return f"PRESETS[{key!r}]"
-    if profile.name.endswith("+exact"):
+    if "+" in profile.name:  # a preset with modifiers ("timm+exact", "timm+noise")
         try:
             if get_profile(profile.name) == profile:
                 return f"get_profile({profile.name!r})"

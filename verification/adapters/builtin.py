@@ -131,25 +131,32 @@ class TimmAdapter(Adapter):
     under a private module name without ``timm/__init__.py``. The function has no training flag: eval mode
     is the identity (as in ``timm.layers.DropBlock2d``). A timm older than 1.0.23 has the 1.0.22 function
     (valid seed region, one mask per channel) and declares the ``timm_legacy`` preset instead.
+    ``with_noise=True`` (spec ``timm:with_noise``) passes timm's ``with_noise=True`` and declares the
+    ``+noise`` profile (dropped units hold N(0, 1) noise, nothing is rescaled).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, with_noise: bool = False) -> None:
         drop, version = peers.installed_timm_layers("timm")
         self._drop = drop
         self._fn = drop.drop_block_2d
+        self._with_noise = with_noise
         legacy = _version_tuple(version) < (1, 0, 23)
+        preset = "timm_legacy" if legacy else "timm"
+        args = ", with_noise=True" if with_noise else ""
         super().__init__(
-            name="timm",
+            name="timm:with_noise" if with_noise else "timm",
             version=version,
-            profile=PRESETS["timm_legacy" if legacy else "timm"],
+            profile=get_profile(f"{preset}+noise") if with_noise else PRESETS[preset],
             capabilities=Capabilities(dims=(2,), even_block=not legacy, oversize_block=True, inplace=True),
-            description="timm.layers.drop.drop_block_2d(x, drop_prob, block_size) with its defaults; "
+            description=f"timm.layers.drop.drop_block_2d(x, drop_prob, block_size{args}) with its defaults; "
                         "eval is the identity",
         )
 
     def forward(self, x, drop_prob, block_size, *, spatial_dims, training, inplace):
         if not training:
             return x
+        if self._with_noise:
+            return self._fn(x, drop_prob, block_size, inplace=inplace, with_noise=True)
         return self._fn(x, drop_prob, block_size, inplace=inplace)
 
     def setup_source(self) -> str:
@@ -157,6 +164,7 @@ class TimmAdapter(Adapter):
 
         layers = Path(str(self._drop.__file__)).parent
         load = peers.subpackage_module_source("drop", "_peer_timm_layers", layers, "drop")
+        args = ", with_noise=True" if self._with_noise else ""
         return (
             f"# timm.layers.drop loaded by path (import timm needs torchvision); with timm {self.version}\n"
             "# fully installed this is: from timm.layers import drop\n"
@@ -164,7 +172,7 @@ class TimmAdapter(Adapter):
             "def impl(x, drop_prob, block_size, training=True):\n"
             "    if not training:\n"
             "        return x\n"
-            "    return drop.drop_block_2d(x, drop_prob, block_size)\n"
+            f"    return drop.drop_block_2d(x, drop_prob, block_size{args})\n"
         )
 
 

@@ -1,4 +1,4 @@
-"""The check catalogue: deterministic T0/P checks and statistical T1-T7 checks.
+"""The check catalogue: deterministic T0/P checks and statistical T1-T8 checks.
 
 :data:`SUITE` lists every check with its weight in the alpha split (0 for deterministic checks) and the
 dtypes it runs in (``None``: every dtype under test).
@@ -15,6 +15,7 @@ from . import deterministic as _d
 from . import devices as _v
 from . import independence as _i
 from . import law_checks as _l
+from . import noise as _z
 from . import rate_curve as _r
 from . import statistical as _s
 from .base import BUDGETS, Context
@@ -39,6 +40,8 @@ class CheckSpec:
     dtypes: tuple[str, ...] | None = None
     dims: tuple[int, ...] = (2,)
     devices: tuple[str, ...] | None = None
+    #: the profiles' ``fill`` values the check is planned for (None: every profile)
+    fills: tuple[str, ...] | None = None
     h0: str = ""
     statistic: str = ""
     method: str = ""
@@ -75,6 +78,7 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T6.tiny_mask_law", _l.check_tiny_mask_law, weight=2.0, dtypes=_FP32),
     CheckSpec("T7.count_distribution", _n.check_count_distribution, weight=1.0, dtypes=_FP32),
     CheckSpec("T7.cpu_vs_cuda", _v.check_cpu_vs_cuda, weight=1.0, dtypes=_FP32, devices=("cuda",)),
+    CheckSpec("T8.noise_law", _z.check_noise_law, weight=1.0, dtypes=_FP32, fills=("noise",)),
 )
 
 

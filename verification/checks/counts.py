@@ -229,7 +229,7 @@ def check_count_distribution(adapter, ctx: Context) -> CheckResult:
     ours = dropped.flatten(1).sum(1).numpy()
     gen = torch.Generator().manual_seed(ctx.seed(cid, "reference"))
     ref = drop_block(torch.ones((ours.size, 1, *spatial)), ctx.drop_prob, ctx.block_size,
-                     spatial_dims=len(spatial), profile=prof.replace(sharing="none"), generator=gen)
+                     spatial_dims=len(spatial), profile=prof.replace(sharing="none", fill="zero"), generator=gen)
     theirs = (ref == 0).flatten(1).sum(1).numpy()
     return spread_result(cid, ctx, law, ours, theirs, ("implementation", "reference"), shape)
 

@@ -63,6 +63,10 @@ FAMILIES: dict[str, dict[str, str]] = {
            "tests": "The number of dropped units per map, spread included, is distributed as under the reference "
                     "sampler (and, on CUDA, as on the CPU).",
            "h0": "the two samples of per-map dropped counts come from one distribution"},
+    "T8": {"name": "noise fill",
+           "tests": "Under a profile whose dropped units hold noise (timm's with_noise), those values are standard "
+                    "normal.",
+           "h0": "the values of the dropped units, one per unit of each independent mask, are i.i.d. N(0, 1)"},
     "S": {"name": "scheduler",
           "tests": "The linear scheduler moves drop_prob from its start to its stop value in nr_steps equal steps, "
                    "then holds it (measured on the mutant zoo).",
@@ -179,6 +183,10 @@ CHECKS: dict[str, dict[str, str]] = {
     "T7.cpu_vs_cuda": {
         "tests": "On CUDA the per-map dropped counts follow the same law as on the CPU.",
         "advice": "Use one algorithm on both devices and draw on the input's device with torch's generator."},
+    "T8.noise_law": {
+        "tests": "Dropped units hold standard normal noise, one value per unit of the mask.",
+        "advice": "Draw the noise with torch.randn in the mask's shape and put it in the dropped units only, "
+                  "without the kept units' scale (a noise profile rescales nothing)."},
 }
 
 #: check id -> (unit of ``effect``, unit of ``mde``)
@@ -201,6 +209,7 @@ EFFECTS: dict[str, tuple[str, str]] = {
                          "frequency"),
     "T7.count_distribution": ("sd of dropped count / reference sd", "ratio of count standard deviations"),
     "T7.cpu_vs_cuda": ("mean dropped count on CUDA / on the CPU", ""),
+    "T8.noise_law": ("standard deviation of the dropped units' values", "noise sd ratio"),
 }
 
 #: ``details["failure"]`` of a check whose implementation call misbehaved -> what to do

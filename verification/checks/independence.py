@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 
 from ..results import CheckResult
-from ..sampler import DTYPES, CallFailure, call_guarded, draw_masks, seeded
+from ..sampler import DTYPES, CallFailure, call_guarded, draw_masks, probe_value, seeded
 from ..theory import mask_law
 from .base import Context, failure_result, make_result
 from .design import TEXTS, binomial_mde, binomial_sample_size, bonferroni, stat_result
@@ -64,27 +64,48 @@ def check_input_independence(adapter, ctx: Context) -> CheckResult:
     (1e4) must drop the same units and scale the kept ones by the same factor: ``out_signed == x *
     out_ones`` (within the dtype's rounding), exactly 0 where the all-ones call dropped or ``x`` is 0.
     Catches masks drawn only where ``x > 0`` and scales computed from the non-zero outputs, which an
-    all-ones input cannot tell from the paper law. Deterministic; an implementation that is not
-    deterministic under a seed fails T0.determinism as well.
+    all-ones input cannot tell from the paper law. Under ``fill="noise"`` the constant input is
+    :data:`~verification.sampler.NOISE_PROBE` and the signed call must keep ``x`` exactly where that call kept
+    and hold the same noise where it dropped. Deterministic; an implementation that is not deterministic under
+    a seed fails T0.determinism as well.
     """
     cid = "T0.input_independence"
     shape = (4, 8, *_SPATIAL) if ctx.dims == 2 else (2, 4, 7, 7, 7)
     dt = DTYPES[ctx.dtype]
     signed = _signed_input(shape, dt, ctx.device)
     outs = []
+    probe = probe_value(adapter)
     try:
-        for x in (torch.ones(shape, dtype=dt, device=ctx.device), signed.clone()):
+        for x in (torch.full(shape, probe, dtype=dt, device=ctx.device), signed.clone()):
             with seeded(ctx.seed(cid), ctx.device):
                 outs.append(call_guarded(adapter, x, ctx.drop_prob, ctx.block_size, timeout=ctx.timeout))
     except CallFailure as exc:
         return failure_result(cid, ctx, exc)
     ones, out = (o.detach().double().cpu() for o in outs)
     x = signed.double().cpu()
-    keep = (ones != 0) & ~ones.isnan()
-    details = {"shape": list(shape), "dropped_ones": int((~keep).sum())}
+    keep = (ones.abs() >= probe / 2) if probe != 1.0 else (ones != 0) & ~ones.isnan()
+    details: dict = {"shape": list(shape), "dropped_ones": int((~keep).sum())}
     problems = []
     if out.isnan().any():
         problems.append(f"{int(out.isnan().sum())} NaN outputs for a finite signed input")
+    if probe != 1.0:
+        problems += _noise_problems(keep, ones, out, x, probe)
+    else:
+        problems += _scale_problems(keep, ones, out, x, dt, details)
+    what = "noise" if probe != 1.0 else "scale"
+    repro = ctx.reproduction(shape)
+    if problems:
+        return make_result(cid, ctx, "fail", "same seed, different input values: " + "; ".join(problems)
+                           + f" (the mask or the {what} depends on the input)", details=details, reproduction=repro)
+    return make_result(cid, ctx, "pass", f"same mask and {what} for a constant and a signed input",
+                       details=details, reproduction=repro)
+
+
+def _scale_problems(keep: torch.Tensor, ones: torch.Tensor, out: torch.Tensor, x: torch.Tensor, dt: torch.dtype,
+                    details: dict) -> list[str]:
+    """Zero fill: the signed call drops where the all-ones call dropped (and where ``x`` is 0) and scales the
+    kept units by the all-ones call's scale."""
+    problems = []
     lost = int((keep & (x != 0) & (out == 0)).sum())
     extra = int((~keep & (out != 0) & ~out.isnan()).sum())
     if extra:
@@ -104,12 +125,21 @@ def check_input_independence(adapter, ctx: Context) -> CheckResult:
             s_signed = float((out[both] / x[both]).median())
             problems.append(f"kept units scaled by {s_signed:.6g} under the signed input but {s_ones:.6g} under "
                             f"all ones (relative error up to {rel:.2g})")
-    repro = ctx.reproduction(shape)
-    if problems:
-        return make_result(cid, ctx, "fail", "same seed, different input values: " + "; ".join(problems)
-                           + " (the mask or the scale depends on the input)", details=details, reproduction=repro)
-    return make_result(cid, ctx, "pass", "same mask and scale for an all-ones and a signed input",
-                       details=details, reproduction=repro)
+    return problems
+
+
+def _noise_problems(keep: torch.Tensor, probed: torch.Tensor, out: torch.Tensor, x: torch.Tensor,
+                    probe: float) -> list[str]:
+    """``fill="noise"``, the mask read from a call on ``probe`` everywhere: the signed call keeps ``x`` exactly
+    where that call kept and holds the same noise where it dropped."""
+    problems = []
+    changed = int((keep & (out != x)).sum())
+    if changed:
+        problems.append(f"{changed} units kept under the all-{probe:g} input are not x under the signed input")
+    noise = int((~keep & (out != probed)).sum())
+    if noise:
+        problems.append(f"{noise} dropped units hold other values than under the all-{probe:g} input")
+    return problems
 
 
 # ------------------------------------------------------------------------------------------------ helpers

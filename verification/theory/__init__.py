@@ -34,13 +34,15 @@ Conventions: unit coordinates are integer arrays whose last axis has one entry p
 Layout: :mod:`.marginals` (coverage counts, per-unit probabilities, variance), :mod:`.pairs` (pairs and
 independent lattices), :mod:`.enumeration` (the enumerated law and the dropped-count distribution),
 :mod:`.summary` (:class:`TheorySummary`), :mod:`.law` (:class:`DropBlockLaw`, :func:`mask_law`) and
-:mod:`.functions` (one quantity of one configuration per call). Everything public is importable from
+:mod:`.functions` (one quantity of one configuration per call), :mod:`.fill` (what a dropped unit holds: 0,
+or standard normal noise under ``fill="noise"``). Everything public is importable from
 ``verification.theory``.
 """
 
 from __future__ import annotations
 
 from .enumeration import DEFAULT_MAX_MASKS, MaskDistribution
+from .fill import dropped_value_law, output_moments
 from .functions import (
     coverage_counts,
     drop_probability_map,
@@ -87,4 +89,6 @@ __all__ = [
     "mask_ids",
     "summarize",
     "DEFAULT_MAX_MASKS",
+    "dropped_value_law",
+    "output_moments",
 ]

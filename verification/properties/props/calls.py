@@ -5,7 +5,7 @@ observing one call (dropped set, expected dtype and scale, tolerances).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from hypothesis import note
 
 import dropblock
 
+from ...sampler import NOISE_PROBE, probe_value
 from .common import _EPS, Case, RunConfig, torch_seed
 
 
@@ -25,6 +26,8 @@ def input_source(case: Case) -> str:
         values = f"torch.ones({shape}, dtype=torch.float64)"
     else:  # exact in every float dtype: multiples of 1/8 in [0.5, 2]
         values = f"(torch.arange({numel}, dtype=torch.float64) % 13 / 8 + 0.5).reshape({shape})"
+    if case.magnitude != 1:
+        values = f"({values} * {case.magnitude})"
     lines = [f"x = {values}.to(dtype=torch.{case.dtype}, device={case.device!r})"]
     if case.layout == "channels_last":
         fmt = "torch.channels_last" if len(shape) == 4 else "torch.channels_last_3d"
@@ -99,7 +102,23 @@ def _rtol(*dtypes: torch.dtype) -> float:
     return 8.0 * max(_EPS[d] for d in (*dtypes, torch.float32))
 
 
+def probed(case: Case, adapter: Any) -> Case:
+    """``case`` with its input multiplied by :data:`~verification.sampler.NOISE_PROBE` when the adapter declares
+    ``fill="noise"``: its values (at least 128 in magnitude) then lie far from any standard normal draw, so a
+    kept unit (``x``) cannot be mistaken for a dropped one (noise)."""
+    return replace(case, magnitude=int(NOISE_PROBE)) if probe_value(adapter) != 1.0 else case
+
+
+def dropped_units(out: torch.Tensor, x: torch.Tensor, profile: dropblock.Profile) -> torch.Tensor:
+    """Where ``out`` dropped ``x`` (bool): ``out == 0``, or under ``fill="noise"`` (an input from :func:`probed`)
+    ``|out| < |x| / 2`` and NaN."""
+    if profile.fill == "noise":
+        return ~(out.abs() >= x.abs() / 2)
+    return out == 0
+
+
 def observe(adapter: Any, case: Case, config: RunConfig, extra: str = "") -> Observation:
+    case = probed(case, adapter)
     seed = torch_seed(config.seed, case.seed)
     note_reproduction(adapter, case, seed, extra)
     x = build_input(case)
@@ -107,7 +126,7 @@ def observe(adapter: Any, case: Case, config: RunConfig, extra: str = "") -> Obs
         x.requires_grad_(True)
     out = seeded_call(adapter, x, case.drop_prob, case.block_size, seed)
     assert isinstance(out, torch.Tensor), f"the implementation returned {type(out).__name__}, not a tensor"
-    dropped = (out.detach() == 0).cpu().numpy()
+    dropped = dropped_units(out.detach(), x.detach(), adapter.profile).cpu().numpy()
     return Observation(case=case, seed=seed, x=x, out=out, dropped=dropped)
 
 

@@ -60,6 +60,8 @@ class Case:
     seed: int = 0
     fill: str = "pattern"
     grad: bool = False
+    #: the input's values are multiplied by this (a power of 2: exact); see ``calls.probed``
+    magnitude: int = 1
 
     @property
     def sizes(self) -> tuple[int, ...]:

@@ -21,6 +21,7 @@ from .calls import (
     expected_scale,
     note_reproduction,
     observe,
+    probed,
     seeded_call,
 )
 from .common import NEGLIGIBLE, Case, RunConfig, torch_seed
@@ -33,7 +34,7 @@ def check_output_contract(adapter: Any, case: Case, config: RunConfig) -> None:
     one common ``s`` over all kept units; the dropped set shared as the profile says; ``training=False`` is the
     identity and ``drop_prob == 0`` drops nothing (values equal up to the normalisation's eps)."""
     prof = adapter.profile
-    x_before = build_input(case)
+    x_before = build_input(probed(case, adapter))
     obs = observe(adapter, case, config)
     x, out = obs.x, obs.out
     assert tuple(out.shape) == tuple(x.shape), f"output shape {tuple(out.shape)} != input shape {tuple(x.shape)}"
@@ -51,7 +52,11 @@ def check_output_contract(adapter: Any, case: Case, config: RunConfig) -> None:
     assert not bool(nan.any()), f"NaN output at {_first(nan)} for a finite input"
     problem = _sharing_consistent(obs.dropped, prof.sharing)
     assert problem is None, problem
-    kept = out64 != 0
+    dropped = torch.from_numpy(obs.dropped).to(out64.device)
+    kept = ~dropped
+    if prof.fill == "noise":
+        problem = _noise_shared(out64, dropped, prof.sharing)
+        assert problem is None, problem
     finite = kept & torch.isfinite(out64)
     if finite.any():
         ratio = out64[finite] / x64[finite]
@@ -68,6 +73,18 @@ def check_output_contract(adapter: Any, case: Case, config: RunConfig) -> None:
     assert tuple(ev.shape) == tuple(x.shape) and torch.equal(ev.double(), x64), (
         "training=False changed the input values (identity expected)"
     )
+
+
+def _noise_shared(out: torch.Tensor, dropped: torch.Tensor, sharing: str) -> str | None:
+    """None when maps that share a mask carry the same noise in its dropped units (``fill="noise"``)."""
+    if sharing == "none":
+        return None
+    first = out[:, :1] if sharing == "channel" else out[:1, :1]
+    differ = dropped & (out != first)
+    if bool(differ.any()):
+        return (f"dropped unit {_first(differ)} holds {float(out[_first(differ)])!r}, not the noise of the mask it "
+                f"shares (sharing={sharing!r}: one noise value per unit of the mask)")
+    return None
 
 
 def check_rescaling(adapter: Any, case: Case, config: RunConfig) -> None:
@@ -90,6 +107,8 @@ def check_rescaling(adapter: Any, case: Case, config: RunConfig) -> None:
     nan = got.isnan()
     assert not bool(nan.any()), f"NaN output at {_first(nan)} for a finite input (scale {scale!r} expected)"
     close = torch.isclose(got, expected, rtol=rtol, atol=0.0)
+    if prof.fill == "noise":  # dropped units hold noise (T0.output_contract, T8.noise_law)
+        close |= ~keep
     if not bool(close.all()):
         i = _first(~close)
         raise AssertionError(
@@ -124,7 +143,8 @@ def check_half_precision(adapter: Any, case: Case, config: RunConfig) -> None:
     out = obs.out.detach().double()
     bad = ~torch.isfinite(out)
     assert not bool(bad.any()), f"non-finite output at {_first(bad)}: {float(out[_first(bad)])!r}"
-    any_kept = bool((out != 0).any())
+    keep = ~torch.from_numpy(obs.dropped).to(out.device)
+    any_kept = bool(keep.any())
     assert any_kept, (
         f"every unit of the {case.dtype} output is zero; a correct sampler drops everything with probability "
         f"<= 10**{log10_all:.0f} here (lattice drop rate {p0:.4f}); {out.numel()} units"
@@ -132,7 +152,7 @@ def check_half_precision(adapter: Any, case: Case, config: RunConfig) -> None:
     masks = _masks.independent_masks(obs.dropped, adapter.profile.sharing)
     scale = expected_scale(adapter.profile, masks)
     want = torch.tensor(scale, dtype=obs.out.dtype).double()
-    kept = out[out != 0]
+    kept = (out / obs.x.detach().double())[keep]  # the scale (the input is all ones, or NOISE_PROBE)
     rtol = _rtol(obs.x.dtype, obs.out.dtype)
     worst = float((kept - want).abs().max())
     assert worst <= rtol * float(want), (

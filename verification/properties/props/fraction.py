@@ -19,7 +19,7 @@ import dropblock
 from dropblock import law as reference_law
 
 from .. import _masks, _stats
-from .calls import build_input, note_reproduction, seeded_call
+from .calls import build_input, dropped_units as dropped_set, note_reproduction, probed, seeded_call
 from .common import SAMPLED_BUDGET, TARGET_POWER, Case, RunConfig, torch_seed
 from .strategies import _devices, _dtypes, drop_probs, supported_block
 
@@ -163,8 +163,8 @@ def check_drop_fraction_sampled(adapter: Any, case: FractionCase, config: RunCon
     elements = calls * n * channels * math.prod(case.sizes)
     assume(elements <= SAMPLED_BUDGET and calls <= 64)
     shape = (n, channels, *case.sizes)
-    call = Case(shape=shape, block_size=case.block_size, drop_prob=case.drop_prob, dtype=case.dtype,
-                device=case.device, seed=case.seed, fill="ones")
+    call = probed(Case(shape=shape, block_size=case.block_size, drop_prob=case.drop_prob, dtype=case.dtype,
+                       device=case.device, seed=case.seed, fill="ones"), adapter)
     picks, _ = _masks.lattice(reference_law.map_geometry(case.sizes, case.block_size, prof))
     dropped_units = 0
     trials = 0
@@ -172,8 +172,9 @@ def check_drop_fraction_sampled(adapter: Any, case: FractionCase, config: RunCon
         seed = torch_seed(config.seed, case.seed + i)
         if i == 0:
             note_reproduction(adapter, call, seed)
-        out = seeded_call(adapter, build_input(call), case.drop_prob, case.block_size, seed).detach()
-        masks = _masks.independent_masks((out == 0).cpu().numpy(), prof.sharing)
+        x = build_input(call)
+        out = seeded_call(adapter, x, case.drop_prob, case.block_size, seed).detach()
+        masks = _masks.independent_masks(dropped_set(out, x, prof).cpu().numpy(), prof.sharing)
         units = masks[(slice(None), *np.ix_(*picks))]  # type: ignore[arg-type]
         dropped_units += int(units.sum())
         trials += units.size

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dropblock import law as reference_law
 
 from .. import _masks, _stats
-from .calls import build_input, note_reproduction, observe, seeded_call
+from .calls import build_input, dropped_units, note_reproduction, observe, probed, seeded_call
 from .common import NEGLIGIBLE, Case, RunConfig, torch_seed
 from .strategies import call_cases
 
@@ -74,6 +74,7 @@ def _lattice_bound(adapter: Any, case: Case) -> tuple[float, float, int]:
 def check_determinism(adapter: Any, case: Case, config: RunConfig, other_seed: int = 1) -> None:
     """The same seed gives the same output, bit for bit; another seed gives another mask whenever two
     independent masks coincide with probability below 1e-12 (bounded on the independent lattice units)."""
+    case = probed(case, adapter)
     x = build_input(case)
     seed = torch_seed(config.seed, case.seed)
     seed2 = torch_seed(config.seed, other_seed)
@@ -88,7 +89,8 @@ def check_determinism(adapter: Any, case: Case, config: RunConfig, other_seed: i
     log10_same = units * math.log10(p0 * p0 + (1 - p0) * (1 - p0)) if 0 < p0 < 1 else 0.0
     if log10_same < math.log10(NEGLIGIBLE):
         c = seeded_call(adapter, x, case.drop_prob, case.block_size, seed2).detach()
-        assert not torch.equal(a == 0, c == 0), (
+        prof = adapter.profile
+        assert not torch.equal(dropped_units(a, x, prof), dropped_units(c, x, prof)), (
             f"seeds {seed} and {seed2} gave the same mask (chance <= 10**{log10_same:.1f} for a correct sampler)"
         )
 
