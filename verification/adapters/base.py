@@ -87,12 +87,11 @@ def profile_source(profile: Profile) -> str:
     for key, preset in PRESETS.items():
         if preset == profile:
             return f"PRESETS[{key!r}]"
-    if profile.name.endswith("+exact"):
-        try:
-            if get_profile(profile.name) == profile:
-                return f"get_profile({profile.name!r})"
-        except ValueError:
-            pass
+    try:
+        if get_profile(profile.name) == profile:
+            return f"get_profile({profile.name!r})"
+    except ValueError:
+        pass
     fields = ", ".join(f"{k}={v!r}" for k, v in asdict(profile).items())
     return f"Profile({fields})"
 
