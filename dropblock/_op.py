@@ -136,7 +136,8 @@ def _drop_block_inplace_fake(x, drop_prob, block_size, spatial_dims, profile, ge
 
 # ------------------------------------------------------------------------------------------- mask form
 def _mask_shape(shape, sharing: str) -> list:
-    return [shape[0] if sharing != "batch" else 1, shape[1] if sharing == "none" else 1, *shape[2:]]
+    batch = shape[0] if sharing in ("none", "channel") else 1
+    return [batch, shape[1] if sharing in ("none", "batch_per_channel") else 1, *shape[2:]]
 
 
 @torch.library.custom_op("dropblock::drop_block_mask", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,))

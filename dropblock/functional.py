@@ -139,7 +139,7 @@ def _draw_plan(x: torch.Tensor, out_dtype: torch.dtype, p: float, k: int, prof: 
     geometry, gamma = _geometry_and_gamma(tuple(int(s) for s in x.shape[2:]), k, prof, p)
     n_masks = mask_count(prof.sharing, n, c)
     plan: _native.NativePlan | BlockPlan
-    if _use_native(x, out_dtype, geometry):
+    if prof.sharing in _native.SHARING_MODES and _use_native(x, out_dtype, geometry):
         plan = _native.NativePlan.draw(gamma, generator, geometry, prof.sharing, n, c)
     else:
         seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)

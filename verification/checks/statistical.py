@@ -75,6 +75,8 @@ def _independent_layout(sharing: str, n_maps: int, spatial: tuple[int, ...]):
     if sharing == "batch":
         return (1, 1, *spatial), n_maps
     n_per_call, calls = batches_for(n_maps, spatial, channels)
+    if sharing == "batch_per_channel":  # the independent maps are the channels of one sample
+        return (1, n_per_call, *spatial), calls
     return (n_per_call, channels, *spatial), calls
 
 
@@ -85,7 +87,7 @@ def _draw(adapter, ctx: Context, seed_parts, spatial, p, k, n_maps):
     batch = draw_masks(adapter, shape, p, k, seed=ctx.seed(*parts), n_batches=calls, device=ctx.device,
                        dtype=ctx.dtype, timeout=ctx.timeout)
     dropped = batch.dropped
-    if adapter.profile.sharing != "none":
+    if adapter.profile.sharing in ("channel", "batch"):
         dropped = dropped[:, :1]
     return dropped.flatten(0, 1), shape
 
@@ -154,7 +156,7 @@ def _gamma_power(gamma: float, n_cov: int, n: int, alpha: float, rel: float) -> 
 def maps_drawn(sharing: str, n_maps: int, spatial: tuple[int, ...]) -> int:
     """Independent maps :func:`_draw` returns when asked for ``n_maps`` (whole calls, so at least as many)."""
     shape, calls = _independent_layout(sharing, n_maps, tuple(spatial))
-    return calls * shape[0] * (shape[1] if sharing == "none" else 1)
+    return calls * shape[0] * (shape[1] if sharing in ("none", "batch_per_channel") else 1)
 
 
 def lattice_design(law: DropBlockLaw, ctx: Context, alpha_pt: float) -> tuple[np.ndarray, int, float, int]:

@@ -122,6 +122,11 @@ def _sharing_consistent(dropped: np.ndarray, sharing: str) -> str | None:
         differ = np.flatnonzero((flat != flat[:1]).any(axis=tuple(range(1, flat.ndim))))
         if differ.size:
             return f"map {int(differ[0])} differs from map 0 (profile shares one mask across the batch)"
+    if sharing == "batch_per_channel" and dropped.shape[0] > 1:
+        differ = np.flatnonzero((dropped != dropped[:1]).any(axis=tuple(range(1, dropped.ndim))))
+        if differ.size:
+            return (f"sample {int(differ[0])} has a mask different from sample 0's (profile shares each channel's "
+                    "mask across the batch)")
     return None
 
 

@@ -156,10 +156,10 @@ def check_drop_fraction_sampled(adapter: Any, case: FractionCase, config: RunCon
     design = fraction_design(prof, case, alpha)
     assume(design is not None)
     assert design is not None
-    per_call_maps = {"none": design.maps, "channel": design.maps, "batch": 1}[prof.sharing]
-    channels = {"none": 4, "channel": 2, "batch": 1}[prof.sharing]
+    per_call_maps = design.maps if prof.sharing != "batch" else 1
+    channels = {"none": 4, "channel": 2, "batch": 1, "batch_per_channel": per_call_maps}[prof.sharing]
     calls = 1 if prof.sharing != "batch" else design.maps
-    n = -(-per_call_maps // channels) if prof.sharing == "none" else per_call_maps
+    n = {"none": -(-per_call_maps // channels), "batch_per_channel": 1}.get(prof.sharing, per_call_maps)
     elements = calls * n * channels * math.prod(case.sizes)
     assume(elements <= SAMPLED_BUDGET and calls <= 64)
     shape = (n, channels, *case.sizes)
