@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["Profile", "PRESETS", "get_profile", "preset_names", "parse_profile", "format_profile",
-           "profile_from_mapping"]
+           "profile_from_mapping", "read_profile_file"]
 
 SeedRegion = Literal["valid", "all"]
 GammaRule = Literal["paper", "per_block", "exact"]
@@ -259,6 +259,33 @@ def parse_profile(text: str) -> Profile:
     if not values:
         return _preset(base, text)
     return profile_from_mapping(values, base=_preset(base, text), where=text)
+
+
+def read_profile_file(path: str) -> Profile:
+    """The law of a TOML file: an optional ``base = "PRESET[+exact]"`` (default ``"paper"``) and ``field =
+    value`` lines for any :class:`Profile` field, e.g. ``base = "original"`` and ``normalize = "none"``.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    ValueError
+        Not TOML, an unknown field or preset, a bad value (the message names the file).
+    """
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not TOML: {exc}") from None
+    base = data.pop("base", "paper")
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: base must be a preset name, got {base!r}")
+    try:
+        return profile_from_mapping(data, base=base, where=path)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def _preset(name: str, where: str) -> Profile:

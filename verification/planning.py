@@ -59,7 +59,8 @@ class RunOptions:
     ``timeout`` is the hard limit of one check instance in seconds (the worker running it is stopped past
     it); ``select`` restricts the run to some instances (implementation spec -> instance keys), as a job of a
     sharded run does; ``expectations`` are the known deviations of :mod:`verification.expectations`;
-    ``configs`` are extra configuration points (``"p=0.2,k=5,size=56x56"``, :mod:`verification.checks.grid`).
+    ``configs`` are extra configuration points (``"p=0.2,k=5,size=56x56"``, :mod:`verification.checks.grid`);
+    ``contract`` is what every implementation promises to accept (:mod:`verification.contracts`).
     """
 
     impls: list[str] = field(default_factory=list)
@@ -74,6 +75,7 @@ class RunOptions:
     select: dict[str, list[str]] | None = None
     expectations: list[dict[str, str]] | None = None
     configs: list[str] | None = None
+    contract: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -102,6 +104,14 @@ class RunOptions:
                       and bool(e.get("pattern")), f"malformed expectation {e!r:.100}")
         if self.configs is not None:
             _str_list("configs", self.configs)
+        if self.contract is not None:
+            from .contracts import ContractError, parse_contract
+
+            _need(isinstance(self.contract, str), f"contract must be a string, got {self.contract!r}")
+            try:
+                parse_contract(self.contract)
+            except ContractError as exc:
+                raise RunSetupError(str(exc)) from None
         if self.select is not None:
             _need(isinstance(self.select, dict), f"select must be an object, got {type(self.select).__name__}")
             for spec, keys in self.select.items():

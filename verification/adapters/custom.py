@@ -105,7 +105,7 @@ class FunctionAdapter(Adapter):
     def __init__(
         self, spec: str, fn: Any, *, version: str, profile: Profile, capabilities: Capabilities
     ) -> None:
-        self._fn = fn
+        self._fn = self.target = fn
         self._module, self._attr = parse_custom_spec(spec)
         super().__init__(
             name=spec,
@@ -136,7 +136,7 @@ class ModuleClassAdapter(Adapter):
     def __init__(
         self, spec: str, cls: type, *, version: str, profile: Profile, capabilities: Capabilities
     ) -> None:
-        self._cls = cls
+        self._cls = self.target = cls
         self._module, self._attr = parse_custom_spec(spec)
         super().__init__(
             name=spec,

@@ -16,6 +16,7 @@ from . import devices as _v
 from . import independence as _i
 from . import law_checks as _l
 from . import rate_curve as _r
+from . import rejections as _j
 from . import statistical as _s
 from .base import BUDGETS, Context
 from .design import TEXTS
@@ -57,6 +58,7 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T0.opening", _c.check_block_structure, dims=(2, 3)),
     CheckSpec("T0.determinism", _c.check_determinism, dtypes=_FP32, dims=(2, 3)),
     CheckSpec("T0.argument_validation", _c.check_argument_validation, dtypes=_FP32),
+    CheckSpec("T0.rejections", _j.check_rejections, dtypes=_FP32, dims=(2, 3)),
     CheckSpec("T0.input_independence", _i.check_input_independence, dims=(2, 3)),
     CheckSpec("T0.memory", _v.check_memory_leak, dtypes=_FP32, devices=("cuda",)),
     CheckSpec("P.half_overflow", _c.check_half_precision, dtypes=_HALF),

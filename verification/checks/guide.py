@@ -90,6 +90,11 @@ CHECKS: dict[str, dict[str, str]] = {
                  "ValueError.",
         "advice": "Check the arguments first and raise ValueError with a message naming the bad value (not an "
                   "error from deep inside torch, not a silent clip)."},
+    "T0.rejections": {
+        "tests": "Each call the implementation declares it rejects (an even block, a block larger than the map, "
+                 "drop_prob = 0) raises one of the exception types it declares.",
+        "advice": "Reject those calls at the top with a clear error of the declared type, or declare what really "
+                  "happens (accept the input, or the exception type it raises: --contract raises=...)."},
     "T0.opening": {
         "tests": "Every mask is a union of whole block_size x block_size blocks placed in the declared seed region.",
         "advice": "Put seeds only where the declared seed region allows (valid: the whole block fits in the map) and "

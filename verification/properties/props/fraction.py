@@ -21,7 +21,7 @@ from dropblock import law as reference_law
 from .. import _masks, _stats
 from .calls import build_input, note_reproduction, seeded_call
 from .common import SAMPLED_BUDGET, TARGET_POWER, Case, RunConfig, torch_seed
-from .strategies import _devices, _dtypes, drop_probs, supported_block
+from .strategies import _devices, _dtypes, drop_probs, served_sizes, supported_block
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,7 @@ def fraction_cases(draw: Any, adapter: Any, config: RunConfig, dims: int) -> Fra
         sizes = (draw(st.integers(5, 32)), draw(st.integers(5, 32)))
     else:
         sizes = tuple(draw(st.integers(3, 10)) for _ in range(3))
+    sizes = served_sizes(adapter, sizes)
     k = supported_block(adapter, sizes, draw(st.integers(1, 7)))
     return FractionCase(
         sizes=sizes,
