@@ -8,7 +8,8 @@
   ``x``'s device when it has parameters or buffers, and put in ``train()`` / ``eval()`` mode.
 
 A custom adapter declares the ``paper`` preset unless given another profile, and the default
-:class:`~verification.adapters.base.Capabilities` (2D only) unless given others.
+:class:`~verification.adapters.base.Capabilities` (2D only; even or oversized blocks rejected where the
+declared law rejects them) unless given others or a contract (:mod:`verification.contracts`).
 """
 
 from __future__ import annotations
@@ -179,7 +180,9 @@ def load_custom(
     module_name, attr = parse_custom_spec(spec)
     target = _import_target(spec, module_name, attr)
     prof = profile if profile is not None else PRESETS["paper"]
-    caps = capabilities if capabilities is not None else Capabilities()
+    # the blocks the declared law rejects are rejected (T0.rejections checks that they are)
+    caps = capabilities if capabilities is not None else Capabilities(
+        even_block=prof.even_policy != "reject", oversize_block=prof.oversize_policy != "reject")
     version = _version_of(module_name)
     if inspect.isclass(target):
         if not issubclass(target, torch.nn.Module):

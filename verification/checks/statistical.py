@@ -110,7 +110,10 @@ def run_points(adapter, ctx: Context, cid: str, point_fn, law_of=None, *, none: 
     """Run ``point_fn(adapter, ctx, cid, index, point, law, alpha_pt)`` at every valid point with a Bonferroni
     share of alpha. Returns ``(result, None, None)`` when the check skips or a call fails, else ``(None, rows,
     skipped)``."""
-    valid, skipped = valid_points(cid, ctx, adapter.profile, law_of)
+    prof = adapter.profile
+    if not adapter.capabilities.even_block and prof.even_policy != "reject":  # even sides are not asked for
+        prof = prof.replace(even_policy="reject", name=f"{prof.name} (even sides not served)")
+    valid, skipped = valid_points(cid, ctx, prof, law_of)
     if not valid:
         return make_result(cid, ctx, "skip", f"{none}: " + "; ".join(skipped)), None, None
     alpha_pt = ctx.alpha / len(valid)
