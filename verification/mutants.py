@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Fault", "MUTANTS", "CONTROLS", "TIERS", "PaperDense", "TimmDense", "PrivateGeneratorDense",
+__all__ = ["Fault", "MUTANTS", "CONTROLS", "TIERS", "KNOWN_LAWS", "NO_LAW", "PaperDense", "TimmDense", "PrivateGeneratorDense",
            "check_scheduler", "paper_dense", "gamma_x1_10", "shifted_block", "channel_shared"]
 
 
@@ -291,6 +291,20 @@ for _name, _doc, _fault, _profile, _tier in _SPECS:
     globals()[_name] = _mutant(_name, f"Fault: {_doc}.", **_fault)
     MUTANTS[_name] = (globals()[_name], _doc, _profile, _tier)
     __all__.append(_name)
+
+
+#: The law each mutant or control really follows, where a law string can say it (the characterisation must
+#: infer it); the other mutants follow no profile (a transposed region, shifted or resized blocks, ...).
+KNOWN_LAWS: dict[str, str] = {
+    "PaperDense": "paper", "TimmDense": "timm,eps=0.0", "PrivateGeneratorDense": "paper",
+    "GammaX0_90": "paper,gamma_scale=0.9", "GammaX1_10": "paper,gamma_scale=1.1",
+    "GammaX1_05": "paper,gamma_scale=1.05", "UnrestrictedSeeds": "paper,seed_region=all",
+    "ChannelShared": "paper,sharing=channel", "BatchShared": "paper,sharing=batch", "NoNorm": "paper,normalize=none",
+    "Float32Output": "paper,output_dtype=float32", "EvenTopLeft": "timm,even_policy=top_left,eps=0.0",
+    "paper_dense": "paper", "gamma_x1_10": "paper,gamma_scale=1.1", "channel_shared": "paper,sharing=channel",
+}
+#: Mutants whose masks follow no profile: the characterisation must say that no preset fits.
+NO_LAW = ("RowsFromWidth", "TransposedRegion", "ShiftedRow", "ShiftedColumn", "BlockMinusOne", "BlockPlusOne")
 
 
 # -------------------------------------------------------------------------------- function-style samplers

@@ -300,6 +300,7 @@ def _position_check(adapter, ctx: Context, cid: str) -> CheckResult:
                                       show=ctx.show_units([tuple(worst["worst"])], float(worst["exact"]))),
         details={"observed": worst["observed"], "expected": worst["expected"], "block_size": worst["block_size"],
                  "drop_prob": worst["drop_prob"], "points": summary, "skipped_points": skipped,
+                 "observed_points": [r["observed"] for r in rows],
                  "mde_gamma": mde_gamma if math.isfinite(mde_gamma) else None},
     )
 
