@@ -144,3 +144,30 @@ class WarmupDropBlock(torch.nn.Module):
         self.iter_cnt += 1
         factor = min(1.0, self.iter_cnt / self.warmup_iters)
         return _drop(x, self.drop_prob * factor, self.block_size, eps=1e-6, widen=True)
+
+
+class ReferenceRamp(torch.nn.Module):
+    """The reference's ``DropBlock2D`` under its ``LinearScheduler`` from 0 to ``drop_prob`` over 10 steps."""
+
+    def __init__(self, drop_prob, block_size, nr_steps=10, late=False):
+        super().__init__()
+        from dropblock import DropBlock2D, LinearScheduler
+
+        self.ramp = LinearScheduler(DropBlock2D(drop_prob=0.0, block_size=block_size), 0.0, drop_prob, nr_steps)
+        self.late = late
+
+    def forward(self, x):
+        return self.ramp(x)
+
+    def step(self):
+        if self.late and self.ramp.i == 0 and not getattr(self, "_skipped", False):
+            self._skipped = True  # the first step sets nothing: the ramp runs one step late
+            return
+        self.ramp.step()
+
+
+class LateRamp(ReferenceRamp):
+    """:class:`ReferenceRamp` one step late."""
+
+    def __init__(self, drop_prob, block_size):
+        super().__init__(drop_prob, block_size, late=True)

@@ -60,7 +60,9 @@ class RunOptions:
     it); ``select`` restricts the run to some instances (implementation spec -> instance keys), as a job of a
     sharded run does; ``expectations`` are the known deviations of :mod:`verification.expectations`;
     ``configs`` are extra configuration points (``"p=0.2,k=5,size=56x56"``, :mod:`verification.checks.grid`);
-    ``contract`` is what every implementation promises to accept (:mod:`verification.contracts`).
+    ``contract`` is what every implementation promises to accept (:mod:`verification.contracts`);
+    ``reuse_instance`` keeps a module class's instances across calls, and ``schedule`` is the ``drop_prob``
+    schedule they follow (:mod:`verification.schedules`).
     """
 
     impls: list[str] = field(default_factory=list)
@@ -76,6 +78,8 @@ class RunOptions:
     expectations: list[dict[str, str]] | None = None
     configs: list[str] | None = None
     contract: str | None = None
+    reuse_instance: bool = False
+    schedule: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -112,6 +116,17 @@ class RunOptions:
                 parse_contract(self.contract)
             except ContractError as exc:
                 raise RunSetupError(str(exc)) from None
+        _need(isinstance(self.reuse_instance, bool), f"reuse_instance must be true or false, got {self.reuse_instance!r}")
+        if self.schedule is not None:
+            from .schedules import ScheduleError, parse_schedule
+
+            _need(isinstance(self.schedule, str), f"schedule must be a string, got {self.schedule!r}")
+            try:
+                parse_schedule(self.schedule)
+            except ScheduleError as exc:
+                raise RunSetupError(str(exc)) from None
+            _need(self.reuse_instance, "a schedule needs reuse_instance (--reuse-instance): a module rebuilt for "
+                                       "every call never moves along it")
         if self.select is not None:
             _need(isinstance(self.select, dict), f"select must be an object, got {type(self.select).__name__}")
             for spec, keys in self.select.items():
@@ -119,6 +134,11 @@ class RunOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """How each implementation is loaded (:func:`verification.adapters.load_adapter`'s keywords)."""
+        return {"profile": self.profile, "contract": self.contract, "reuse_instance": self.reuse_instance,
+                "schedule": self.schedule}
 
     @classmethod
     def from_dict(cls, d: Any) -> RunOptions:

@@ -137,6 +137,8 @@ class Adapter(abc.ABC):
     randomness: str = "torch's global generator of the input's device"
     #: The contract string the capabilities were narrowed by (:mod:`verification.contracts`), if any.
     contract: str | None = None
+    #: The declared schedule (:class:`verification.schedules.Schedule`), if any.
+    schedule: Any = None
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from . import independence as _i
 from . import law_checks as _l
 from . import rate_curve as _r
 from . import rejections as _j
+from . import schedule as _sc
 from . import statistical as _s
 from .base import BUDGETS, Context
 from .design import TEXTS
@@ -77,6 +78,7 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T6.tiny_mask_law", _l.check_tiny_mask_law, weight=2.0, dtypes=_FP32),
     CheckSpec("T7.count_distribution", _n.check_count_distribution, weight=1.0, dtypes=_FP32),
     CheckSpec("T7.cpu_vs_cuda", _v.check_cpu_vs_cuda, weight=1.0, dtypes=_FP32, devices=("cuda",)),
+    CheckSpec("S.schedule", _sc.check_schedule, weight=1.0, dtypes=_FP32),
 )
 
 

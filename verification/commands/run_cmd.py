@@ -45,6 +45,12 @@ def add_options(p: argparse.ArgumentParser) -> None:
                                       "zero_prob=reject,square_only,dims=2,raises=AssertionError'; default: "
                                       "[tool.dropblock-conformance] contract in ./pyproject.toml, else the "
                                       "implementation's dropblock_contract attribute")
+    p.add_argument("--reuse-instance", action="store_true",
+                   help="keep one instance of a module class across calls (per drop_prob and block_size), so that "
+                        "its state (a warm-up, a schedule) carries over; default: a new module for every call")
+    p.add_argument("--schedule", help="with --reuse-instance: the drop_prob schedule the module follows, "
+                                      "'linear:start=S,steps=N' (driven by step()) or 'warmup:calls=T' (gamma x "
+                                      "min(1, t/T) at the t-th call); checked by S.schedule")
     p.add_argument("--device", default="cpu", help="comma-separated devices (cpu,cuda); default cpu")
     p.add_argument("--dtype", default="float32,float16,bfloat16", help="comma-separated dtypes")
     p.add_argument("--budget", default="standard", choices=BUDGETS, help="sample-size budget")
@@ -95,7 +101,9 @@ def options_from_args(args: argparse.Namespace, *, complete: bool = True) -> Run
     if args.framework or args.layout or args.arg:
         impls = _framework_impls(args, impls)
     try:
-        options = RunOptions(impls=impls, profile=_profile(args), contract=_contract(args), devices=_list("device", args.device),
+        options = RunOptions(impls=impls, profile=_profile(args), contract=_contract(args),
+                             reuse_instance=bool(getattr(args, "reuse_instance", False)),
+                             schedule=getattr(args, "schedule", None), devices=_list("device", args.device),
                              dtypes=_list("dtype", args.dtype), budget=args.budget, alpha=args.alpha, seed=args.seed,
                              checks=checks, timeout=args.timeout, expectations=_expectations(args.expectations),
                              configs=list(args.config) or None)
