@@ -129,3 +129,27 @@ def test_six_laws_conform_from_the_cli(name, tmp_path):
                    "--dtype", "float32,float16", "--quiet", "--out", str(out), env=ENV)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert read_report(out)["implementations"][0]["verdict"] == "conforms"
+
+
+def test_exception_text_keeps_what_went_wrong():
+    from verification.text import describe_exception
+
+    def bare(block_size):
+        assert block_size % 2 == 1
+
+    try:
+        bare(4)
+    except AssertionError as exc:
+        text = describe_exception(exc)
+    assert text.startswith("AssertionError: assert block_size % 2 == 1 (at test_contracts.py:")
+    multi = RuntimeError("Traceback of the kernel:\n  frame 1\nshape mismatch: 11 vs 12\n")
+    assert describe_exception(multi) == "RuntimeError: shape mismatch: 11 vs 12"
+
+
+def test_version_per_implementation(tmp_path, monkeypatch):
+    (tmp_path / "twoimpls.py").write_text("__version__ = '2.0'\n"
+                                          "def a(x, p, k):\n    return x\n"
+                                          "def b(x, p, k):\n    return x\n"
+                                          "b.__version__ = '0.3.0'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_adapter("twoimpls:a").version == "2.0" and load_adapter("twoimpls:b").version == "0.3.0"

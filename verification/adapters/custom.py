@@ -69,7 +69,15 @@ def _import_target(spec: str, module_name: str, attr: str) -> Any:
     return target
 
 
-def _version_of(module_name: str) -> str:
+def _version_of(module_name: str, target: Any = None) -> str:
+    """The implementation's own ``__version__`` (on the attribute, else on its module), else its
+    distribution's version, else the top-level package's ``__version__``."""
+    import sys
+
+    for owner in (target, sys.modules.get(module_name)):
+        version = getattr(owner, "__version__", None)
+        if isinstance(version, str) and version:
+            return version
     top = module_name.split(".")[0]
     try:
         dists = importlib.metadata.packages_distributions().get(top, [])
@@ -225,7 +233,7 @@ def load_custom(
     # the blocks the declared law rejects are rejected (T0.rejections checks that they are)
     caps = capabilities if capabilities is not None else Capabilities(
         even_block=prof.even_policy != "reject", oversize_block=prof.oversize_policy != "reject")
-    version = _version_of(module_name)
+    version = _version_of(module_name, target)
     if inspect.isclass(target):
         if not issubclass(target, torch.nn.Module):
             raise AdapterSpecError(

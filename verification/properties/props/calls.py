@@ -63,8 +63,9 @@ def reproduction(adapter: Any, call: str) -> str:
     return f"import torch\n# impl = <{getattr(adapter, 'name', adapter)!r}>\n{call}"
 
 
-def note_reproduction(adapter: Any, case: Case, seed: int, extra: str = "") -> None:
-    note("Reproduction:\n" + reproduction(adapter, _call_source(case, seed, extra=extra)))
+def note_reproduction(adapter: Any, case: Case, seed: int, extra: str = "", training: bool = True) -> None:
+    """Attach the snippet of this call to the example (the last one noted is the one a failure reports)."""
+    note("Reproduction:\n" + reproduction(adapter, _call_source(case, seed, training=training, extra=extra)))
 
 
 def seeded_call(adapter: Any, x: torch.Tensor, drop_prob: float, block_size: int, seed: int,

@@ -63,6 +63,7 @@ def check_output_contract(adapter: Any, case: Case, config: RunConfig) -> None:
         assert bool(torch.isclose(out64, x64, rtol=_rtol(x.dtype, out.dtype), atol=0.0).all()), (
             "drop_prob=0 changed the input values (identity expected)"
         )
+    note_reproduction(adapter, case, obs.seed, training=False)  # a failure below is the eval-mode call's
     with torch.no_grad():
         ev = seeded_call(adapter, x.detach(), case.drop_prob, case.block_size, obs.seed, training=False)
     assert tuple(ev.shape) == tuple(x.shape) and torch.equal(ev.double(), x64), (
