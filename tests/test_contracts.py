@@ -131,17 +131,19 @@ def test_six_laws_conform_from_the_cli(name, tmp_path):
     assert read_report(out)["implementations"][0]["verdict"] == "conforms"
 
 
-def test_exception_text_keeps_what_went_wrong():
+def test_exception_text_keeps_what_went_wrong(tmp_path, monkeypatch):
     from verification.text import describe_exception
 
-    def bare(block_size):
-        assert block_size % 2 == 1
+    # a module of its own, not rewritten by pytest: a bare assert as an implementation has it
+    (tmp_path / "bareimpl.py").write_text("def bare(block_size):\n    assert block_size % 2 == 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from bareimpl import bare
 
     try:
         bare(4)
     except AssertionError as exc:
         text = describe_exception(exc)
-    assert text.startswith("AssertionError: assert block_size % 2 == 1 (at test_contracts.py:")
+    assert text == "AssertionError: assert block_size % 2 == 1 (at bareimpl.py:2)"
     multi = RuntimeError("Traceback of the kernel:\n  frame 1\nshape mismatch: 11 vs 12\n")
     assert describe_exception(multi) == "RuntimeError: shape mismatch: 11 vs 12"
 
