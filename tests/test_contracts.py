@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_util import run_cli
 from cli_util import report_of as read_report
+from cli_util import run_cli
 
 from verification.adapters import AdapterSpecError, load_adapter
 from verification.contracts import ContractError, contract_from_pyproject, parse_contract

@@ -89,7 +89,8 @@ def _t2(checks: list[dict[str, Any]], cid: str) -> tuple[np.ndarray, int, int, f
     if c is None:
         return None
     d = c["details"]
-    return np.asarray(d["observed"], dtype=float), int(c["n"]), int(d.get("block_size", 3)), float(d.get("drop_prob", 0.1))
+    return (np.asarray(d["observed"], dtype=float), int(c["n"]), int(d.get("block_size", 3)),
+            float(d.get("drop_prob", 0.1)))
 
 
 def _t2_points(checks: list[dict[str, Any]], cid: str) -> list[tuple[np.ndarray, int, int, float]]:
@@ -305,7 +306,8 @@ def _infer(checks: list[dict[str, Any]], declared) -> tuple[dict[str, Any], dict
         cands = {o: c.replace(**rule) for o, c in cands.items()}
         over, fits = _best_of(t2o, cands, declared.oversize_policy if keep else None, free_gamma=not rule)
         if over is not None:
-            inferred["oversize_policy"], evidence["oversize_fit_max_z"] = over, {o: round(z, 2) for o, z in fits.items()}
+            inferred["oversize_policy"] = over
+            evidence["oversize_fit_max_z"] = {o: round(z, 2) for o, z in fits.items()}
     return inferred, evidence
 
 

@@ -29,7 +29,6 @@ declared types, with a message), never trusted.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,17 +157,10 @@ def parse_contract(text: str) -> Contract:
 def contract_from_pyproject(folder: str = ".") -> str | None:
     """The ``contract`` of ``[tool.dropblock-conformance]`` in ``folder/pyproject.toml`` as a contract string,
     or None. :class:`ContractError` for an unreadable file or a malformed contract."""
-    import tomllib
+    from .pyproject import tool_table
 
-    path = os.path.join(folder, "pyproject.toml")
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ContractError(f"cannot read {path}: {exc}") from None
-    value = data.get("tool", {}).get("dropblock-conformance", {}).get("contract")
+    path, table = tool_table(folder, ContractError)
+    value = table.get("contract")
     if value is None:
         return None
     where = f"{path} [tool.dropblock-conformance] contract"
@@ -214,7 +206,5 @@ def apply_contract(caps: Any, contract: Contract | str | None) -> Any:
 def rejected_cleanly(exc: BaseException, names: tuple[str, ...]) -> bool:
     """Whether ``exc`` is one of the exception types ``names`` (a class name, or ``module.Class``, of the
     exception's type or of one of its bases)."""
-    for cls in type(exc).__mro__:
-        if cls.__name__ in names or f"{cls.__module__}.{cls.__qualname__}" in names:
-            return True
-    return False
+    return any(cls.__name__ in names or f"{cls.__module__}.{cls.__qualname__}" in names
+               for cls in type(exc).__mro__)

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Fault", "MUTANTS", "CONTROLS", "TIERS", "KNOWN_LAWS", "NO_LAW", "SCHEDULER_CONTROLS", "PaperDense", "TimmDense", "PrivateGeneratorDense",
+__all__ = ["Fault", "MUTANTS", "CONTROLS", "TIERS", "KNOWN_LAWS", "NO_LAW", "SCHEDULER_CONTROLS",
+           "PaperDense", "TimmDense", "PrivateGeneratorDense",
            "check_scheduler", "paper_dense", "gamma_x1_10", "shifted_block", "channel_shared"]
 
 

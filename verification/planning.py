@@ -52,6 +52,17 @@ def _str_list(name: str, value: Any, *, allow_none: bool = False, choices: tuple
     return list(value)
 
 
+def _parses(name: str, value: Any, parse: Any, error: type[Exception]) -> None:
+    """``value`` is None or a string ``parse`` accepts (its one-line error as a :class:`RunSetupError`)."""
+    if value is None:
+        return
+    _need(isinstance(value, str), f"{name} must be a string, got {value!r}")
+    try:
+        parse(value)
+    except error as exc:
+        raise RunSetupError(str(exc)) from None
+
+
 @dataclass
 class RunOptions:
     """Everything that decides what a run checks and how.
@@ -108,23 +119,14 @@ class RunOptions:
                       and bool(e.get("pattern")), f"malformed expectation {e!r:.100}")
         if self.configs is not None:
             _str_list("configs", self.configs)
-        if self.contract is not None:
-            from .contracts import ContractError, parse_contract
+        from .contracts import ContractError, parse_contract
+        from .schedules import ScheduleError, parse_schedule
 
-            _need(isinstance(self.contract, str), f"contract must be a string, got {self.contract!r}")
-            try:
-                parse_contract(self.contract)
-            except ContractError as exc:
-                raise RunSetupError(str(exc)) from None
-        _need(isinstance(self.reuse_instance, bool), f"reuse_instance must be true or false, got {self.reuse_instance!r}")
+        _parses("contract", self.contract, parse_contract, ContractError)
+        _need(isinstance(self.reuse_instance, bool),
+              f"reuse_instance must be true or false, got {self.reuse_instance!r}")
+        _parses("schedule", self.schedule, parse_schedule, ScheduleError)
         if self.schedule is not None:
-            from .schedules import ScheduleError, parse_schedule
-
-            _need(isinstance(self.schedule, str), f"schedule must be a string, got {self.schedule!r}")
-            try:
-                parse_schedule(self.schedule)
-            except ScheduleError as exc:
-                raise RunSetupError(str(exc)) from None
             _need(self.reuse_instance, "a schedule needs reuse_instance (--reuse-instance): a module rebuilt for "
                                        "every call never moves along it")
         if self.select is not None:
