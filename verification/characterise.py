@@ -147,6 +147,22 @@ def _best(observed: np.ndarray, m: int, k: int, candidates: dict[str, Any], decl
     return (min(fits, key=fits.__getitem__) if fits else None), fits
 
 
+def _rounded(fits: dict[str, float]) -> dict[str, float | None]:
+    """Fits for the report: two decimals, None for a law that cannot produce the data (infinite ``|z|``)."""
+    return {k: round(z, 2) if math.isfinite(z) else None for k, z in fits.items()}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (the report is strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _shared(d: dict[str, Any], pair: str) -> bool:
     cond, marg = d.get(f"{pair}_conditional"), d.get(f"{pair}_marginal")
     return cond is not None and marg is not None and cond > (1.0 + marg) / 2
@@ -276,7 +292,7 @@ def _infer(checks: list[dict[str, Any]], declared) -> tuple[dict[str, Any], dict
         observed, m, k, p = t2
         region, fits = _best(observed, m, k, {r: base.replace(seed_region=r) for r in ("valid", "all")},
                              declared.seed_region)
-        evidence["seed_region_fit_max_z"] = {r: round(z, 2) for r, z in fits.items()}
+        evidence["seed_region_fit_max_z"] = _rounded(fits)
         if region is not None:
             inferred["seed_region"] = region
             g = _gamma(checks, t2, base.replace(seed_region=region), declared)
@@ -292,7 +308,7 @@ def _infer(checks: list[dict[str, Any]], declared) -> tuple[dict[str, Any], dict
         corners = {c: base.replace(seed_region="all", even_policy=c) for c in ("top_left", "bottom_right")}
         even, fits = _best_of(t2e, corners, declared.even_policy if keep else None)
         if even is not None:
-            inferred["even_policy"], evidence["even_policy_fit_max_z"] = even, {c: round(z, 2) for c, z in fits.items()}
+            inferred["even_policy"], evidence["even_policy_fit_max_z"] = even, _rounded(fits)
     if _rejected(checks, "larger than the map"):
         inferred["oversize_policy"] = "reject"
     elif t2o := _t2_points(checks, "T2.oversize_block"):
@@ -307,7 +323,7 @@ def _infer(checks: list[dict[str, Any]], declared) -> tuple[dict[str, Any], dict
         over, fits = _best_of(t2o, cands, declared.oversize_policy if keep else None, free_gamma=not rule)
         if over is not None:
             inferred["oversize_policy"] = over
-            evidence["oversize_fit_max_z"] = {o: round(z, 2) for o, z in fits.items()}
+            evidence["oversize_fit_max_z"] = _rounded(fits)
     return inferred, evidence
 
 
@@ -333,7 +349,11 @@ def characterise(checks: list[dict[str, Any]], declared: str) -> dict[str, Any]:
         declared_law = get_profile(declared)
     except (TypeError, ValueError):
         declared_law = PRESETS["paper"]
-    inferred, evidence = _infer(checks, declared_law)
+    try:
+        inferred, evidence = _infer(checks, declared_law)
+    except Exception as exc:  # odd data from a misbehaving implementation must not cost the report
+        inferred, evidence = {}, {"error": f"{type(exc).__name__}: {exc}"}
+    inferred = {k: v for k, v in inferred.items() if not (isinstance(v, float) and not math.isfinite(v))}
     fits: dict[str, float] = {}
     threshold = None
     t2 = _t2(checks, "T2.position_profile")
@@ -364,8 +384,7 @@ def characterise(checks: list[dict[str, Any]], declared: str) -> dict[str, Any]:
         "inferred": inferred,
         "inferred_law": law.name if law is not None else None,
         "fit_threshold": round(threshold, 2) if threshold else None,
-        "fit_max_z": {k: (round(v, 2) if math.isfinite(v) else None) for k, v in sorted(fits.items(),
-                                                                                       key=lambda kv: kv[1])},
-        "evidence": evidence,
+        "fit_max_z": _rounded(dict(sorted(fits.items(), key=lambda kv: kv[1]))),
+        "evidence": _finite(evidence),
         "deviations_from_paper": deviations,
     }

@@ -131,7 +131,7 @@ def _scale_probe(adapter, ctx: Context) -> dict:
         kept = out[out != 0]
         if kept.numel() == 0:
             continue
-        if float(kept.max() - kept.min()) > 1e-6 * float(kept.abs().max()):
+        if not bool(torch.isfinite(kept).all()) or float(kept.max() - kept.min()) > 1e-6 * float(kept.abs().max()):
             return {}
         if best is None or kept.numel() < best["kept"]:
             best = {"numel": 4, "kept": int(kept.numel()), "scale": float(kept[0])}

@@ -164,7 +164,7 @@ def print_summary(report: dict[str, Any]) -> None:
         for line in impl.get("not_run", []):
             print(f"    not run: {clean_text(line, 200)}")
         character = impl.get("characterisation") or {}
-        if character.get("inferred_law"):
+        if character.get("inferred_law") and character.get("fit_threshold"):  # position data were drawn
             fits = ("no preset fits (max |z| above " f"{character.get('fit_threshold')})"
                     if character.get("no_preset_fits") else f"closest preset {character.get('closest_profile')}")
             print(f"    inferred law: --profile '{clean_text(character['inferred_law'], 200)}'; {fits}")
