@@ -8,7 +8,7 @@ Drop-in replacement for the original ``dropblock`` package (``DropBlock2D``, ``D
 from . import _op, functional, law  # noqa: F401 (_op registers the operators)
 from .functional import drop_block, drop_block2d, drop_block3d
 from .modules import DropBlock2D, DropBlock3D
-from .profiles import PRESETS, Profile, get_profile, preset_names
+from .profiles import PRESETS, Profile, format_profile, get_profile, parse_profile, preset_names, read_profile_file
 from .scheduler import LinearScheduler
 
 __version__ = "0.1.0"
@@ -20,6 +20,9 @@ __all__ = [
     "Profile",
     "PRESETS",
     "get_profile",
+    "parse_profile",
+    "format_profile",
+    "read_profile_file",
     "preset_names",
     "drop_block",
     "drop_block2d",

@@ -37,6 +37,8 @@ __all__ = ["status", "enabled", "takes", "turned_off", "NativePlan", "supports",
 
 _DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 _SHARING_CODE = {"none": 0, "channel": 1, "batch": 2}
+#: The sharing modes the kernel applies (masks shared by the batch per channel take the torch path).
+SHARING_MODES = frozenset(_SHARING_CODE)
 # Below this many elements the product runs on one thread (starting threads costs more than it saves).
 _THREAD_FROM = 1 << 16
 

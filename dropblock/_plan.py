@@ -152,8 +152,8 @@ def plan_blocks(seeds: torch.Tensor, geometry: MapGeometry, sharing: str, batch:
         Increasing flat seed indices into ``(n_masks, *geometry.seed_shape)``: int64, or float64 holding
         integers below ``2**52`` (as drawn by the sampler; divided in float64, which is exact there).
     geometry : MapGeometry
-    sharing : {"none", "channel", "batch"}
-        ``n_masks`` is ``batch * channels``, ``batch`` or 1.
+    sharing : {"none", "channel", "batch", "batch_per_channel"}
+        ``n_masks`` is ``batch * channels``, ``batch``, 1 or ``channels`` (:func:`~dropblock.law.mask_count`).
     batch, channels : int
         ``N`` and ``C`` of the input.
     """
@@ -179,6 +179,8 @@ def plan_blocks(seeds: torch.Tensor, geometry: MapGeometry, sharing: str, batch:
     if sharing != "none":
         dropped = torch.zeros((mask_count(sharing, batch, channels), 1, *sizes), dtype=torch.bool, device=device)
         _Seeds(maps, positions, geometry, tables, split=False).fill_(dropped, True)
+        if sharing == "batch_per_channel":  # mask m is channel m, broadcast over the samples
+            dropped = dropped.view(1, channels, *sizes)
         return BlockPlan(int(torch.count_nonzero(dropped)), dropped=dropped, channels=channels)
     if per_map == 1:
         # A single seed position per map: its block covers the whole map (valid region with the block as

@@ -35,7 +35,7 @@ from . import _compat, _keys, _native
 from ._keys import generator_key, profile_key
 from ._sampling import BlockPlan, _draw_positions, plan_blocks
 from .law import MapGeometry, map_geometry, mask_count, resolve_gamma
-from .profiles import Profile, get_profile
+from .profiles import Profile
 
 __all__ = ["drop_block", "drop_block2d", "drop_block3d", "check_drop_prob", "check_block_size",
            "check_spatial_dims", "output_dtype", "call_operator"]
@@ -139,7 +139,7 @@ def _draw_plan(x: torch.Tensor, out_dtype: torch.dtype, p: float, k: int, prof: 
     geometry, gamma = _geometry_and_gamma(tuple(int(s) for s in x.shape[2:]), k, prof, p)
     n_masks = mask_count(prof.sharing, n, c)
     plan: _native.NativePlan | BlockPlan
-    if _use_native(x, out_dtype, geometry):
+    if prof.sharing in _native.SHARING_MODES and _use_native(x, out_dtype, geometry):
         plan = _native.NativePlan.draw(gamma, generator, geometry, prof.sharing, n, c)
     else:
         seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)
@@ -189,8 +189,10 @@ def _apply_draw(src: torch.Tensor, out: torch.Tensor, p: float, k: int, prof: Pr
 
 def mask_shape(shape: tuple[int, ...] | list[int], sharing: str) -> list[int]:
     """Shape of the block mask of an input of ``shape`` ``(N, C, *spatial)``: ``(N, C, ...)``, ``(N, 1, ...)``
-    for masks shared by channels, ``(1, 1, ...)`` for one mask shared by the batch."""
-    return [shape[0] if sharing != "batch" else 1, shape[1] if sharing == "none" else 1, *shape[2:]]
+    for masks shared by channels, ``(1, 1, ...)`` for one mask shared by the batch, ``(1, C, ...)`` for one
+    mask per channel shared by the batch."""
+    return [shape[0] if sharing in ("none", "channel") else 1, shape[1] if sharing in ("none", "batch_per_channel")
+            else 1, *shape[2:]]
 
 
 def _fill_noise(out: torch.Tensor, plan: _native.NativePlan | BlockPlan, sharing: str,
@@ -230,9 +232,10 @@ def call_operator(x: torch.Tensor, drop_prob: torch.Tensor, block_size: int, spa
     ``drop_prob`` is a float64 scalar tensor, ``profile`` a :func:`dropblock._keys.profile_key` string and
     ``generator`` a :func:`dropblock._keys.generator_key`. Under ``torch.compile`` (not ``torch.export``) the
     draw is ``dropblock::drop_block_mask`` and the product is left to the compiler (the same numbers; see
-    :mod:`dropblock._op`), except under ``fill="noise"``, whose output is no product: the operator is called. With ``inplace`` and an input that needs a gradient,
-    or in a graph that is saved and may later need one (``torch.fx``, ``torch.jit.trace``, ``torch.export``),
-    the functional operator's output is copied into ``x`` (the in-place operator has no autograd formula).
+    :mod:`dropblock._op`), except under ``fill="noise"``, whose output is no product: the operator is called.
+    With ``inplace`` and an input that needs a gradient, or in a graph that is saved and may later need one
+    (``torch.fx``, ``torch.jit.trace``, ``torch.export``), the functional operator's output is copied into
+    ``x`` (the in-place operator has no autograd formula).
 
     Raises
     ------

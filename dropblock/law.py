@@ -107,8 +107,9 @@ class MapGeometry:
 
 def mask_count(sharing: str, batch: int, channels: int) -> int:
     """Number of independent masks of an ``(N, C, ...)`` input: ``N * C`` (``sharing="none"``, one per map,
-    paper Algorithm 1), ``N`` (``"channel"``, one per sample shared by its channels) or 1 (``"batch"``)."""
-    return {"none": batch * channels, "channel": batch, "batch": 1}[sharing]
+    paper Algorithm 1), ``N`` (``"channel"``, one per sample shared by its channels), 1 (``"batch"``) or ``C``
+    (``"batch_per_channel"``, one per channel shared by the samples)."""
+    return {"none": batch * channels, "channel": batch, "batch": 1, "batch_per_channel": channels}[sharing]
 
 
 def _effective_blocks(sizes: tuple[int, ...], block_size: int, profile: Profile) -> tuple[int, ...]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._keys import generator_key, profile_key
 from ._compat import resolve
+from ._keys import generator_key, profile_key
 from .functional import SAVED_GRAPH_GENERATOR, call_operator, check_block_size, check_drop_prob, drop_block
 from .profiles import Profile, get_profile
 

@@ -17,11 +17,12 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Profile", "PRESETS", "get_profile", "preset_names"]
+__all__ = ["Profile", "PRESETS", "get_profile", "preset_names", "parse_profile", "format_profile",
+           "profile_from_mapping", "read_profile_file"]
 
 SeedRegion = Literal["valid", "all"]
 GammaRule = Literal["paper", "per_block", "exact"]
-Sharing = Literal["none", "channel", "batch"]
+Sharing = Literal["none", "channel", "batch", "batch_per_channel"]
 EvenPolicy = Literal["reject", "top_left", "bottom_right"]
 OversizePolicy = Literal["clip", "clip_min", "overhang", "reject"]
 Normalize = Literal["global", "none"]
@@ -31,7 +32,7 @@ Fill = Literal["zero", "noise"]
 _CHOICES = {
     "seed_region": ("valid", "all"),
     "gamma_rule": ("paper", "per_block", "exact"),
-    "sharing": ("none", "channel", "batch"),
+    "sharing": ("none", "channel", "batch", "batch_per_channel"),
     "even_policy": ("reject", "top_left", "bottom_right"),
     "oversize_policy": ("clip", "clip_min", "overhang", "reject"),
     "normalize": ("global", "none"),
@@ -59,9 +60,11 @@ class Profile:
         ``drop_prob`` exactly (no peer offers it; Eq. 1 ignores block overlaps and under-drops).
     gamma_scale : float
         Multiplies the rule's gamma (timm's ``gamma_scale``). The result is clipped to [0, 1].
-    sharing : {"none", "channel", "batch"}
+    sharing : {"none", "channel", "batch", "batch_per_channel"}
         ``"none"``: one mask per (sample, channel) (paper Algorithm 1). ``"channel"``: one mask per sample
         shared by its channels. ``"batch"``: one mask shared by the whole batch and all channels.
+        ``"batch_per_channel"``: one mask per channel shared by every sample of the batch (a ``(1, C, H, W)``
+        mask, as gluon-cv 0.10 ``DropBlock`` draws it).
     even_policy : {"reject", "top_left", "bottom_right"}
         For an even block side: raise ``ValueError``, or place the seed at the top-left / bottom-right of
         the block's centre. Under ``seed_region="valid"`` the placement does not change the law.
@@ -158,6 +161,18 @@ PRESETS: dict[str, Profile] = {
         oversize_policy="clip_min",
         eps=1e-7,
     ),
+    # timm 1.0.22 drop_block_fast_2d (timm/layers/drop.py), the path of ``DropBlock2d`` with its default
+    # fast=True: Bernoulli(gamma) seeds at every position of a tensor shaped like the input (one mask per
+    # (sample, channel)), each growing a block centred on it and clipped at the border (max-pool with padding
+    # k // 2); gamma by Eq. 1 with the block clipped to the smallest side; rescaled by numel / (sum + 1e-6);
+    # even sizes rejected (1.0.22 crashes on them: the pooled mask is one larger than the input).
+    "timm_legacy_fast": Profile(
+        name="timm_legacy_fast",
+        seed_region="all",
+        even_policy="reject",
+        oversize_policy="clip_min",
+        eps=1e-6,
+    ),
     # Original PyPI package dropblock 0.3.0 (dropblock/dropblock.py): gamma = drop_prob / block_size**d
     # with the unclipped block, seeds at every position, one mask per sample shared by the channels,
     # even sides via padding block_size // 2 and dropping the last row/column (seed top-left), the block
@@ -179,33 +194,164 @@ def preset_names() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
-def get_profile(profile: str | Profile) -> Profile:
-    """Resolve a preset name or pass a :class:`Profile` through.
+def _field_value(field: dataclasses.Field, text: str, where: str) -> object:
+    """``text`` converted to the type of ``field``'s default (bool, int, float or str)."""
+    default = field.default
+    if isinstance(default, bool):
+        if text.lower() in ("true", "yes", "1", "on"):
+            return True
+        if text.lower() in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(f"{field.name}={text!r} in {where!r} is not a boolean (true or false)")
+    if isinstance(default, (int, float)):
+        try:
+            value = float(text) if isinstance(default, float) else int(text)
+        except ValueError:
+            raise ValueError(f"{field.name}={text!r} in {where!r} is not a number") from None
+        return value
+    return text
 
-    A name may carry overrides after a colon-free ``+`` list, e.g. ``"paper+exact"`` selects
-    ``gamma_rule="exact"`` on top of ``paper``, and ``"timm+noise"`` selects ``fill="noise"`` with
-    ``normalize="none"`` (timm's ``with_noise=True``).
+
+def _law_fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(Profile) if f.name != "name"}
+
+
+def profile_from_mapping(values: dict[str, object], *, base: str | Profile = "paper", where: str = "") -> Profile:
+    """A profile from ``base`` (a preset, ``+exact`` allowed) with the fields in ``values`` changed.
+
+    Values may be strings (converted to the field's type) or already typed; unknown fields raise.
+    The name is :func:`format_profile` of the result.
+
+    Raises
+    ------
+    ValueError
+        An unknown field (the message lists the fields), a value the field does not accept.
+    TypeError
+        A value of the wrong type.
+    """
+    fields = _law_fields()
+    prof = get_profile(base)
+    changes: dict[str, object] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ValueError(f"unknown profile field {key!r} in {where or key!r}; fields are {', '.join(fields)}")
+        changes[key] = _field_value(fields[key], value, where or f"{key}={value}") if isinstance(value, str) \
+            else value
+    prof = prof.replace(**changes)
+    return prof.replace(name=format_profile(prof))
+
+
+def parse_profile(text: str) -> Profile:
+    """Parse a law string ``PRESET[+exact][,field=value...]`` (or only ``field=value,...`` over ``paper``).
+
+    Every field of :class:`Profile` but ``name`` may be set, e.g. ``"paper,sharing=channel"``,
+    ``"original,normalize=none"``, ``"timm,gamma_scale=0.5"``; values are converted to the field's type.
+    The profile's name is the canonical string of :func:`format_profile`.
+
+    Raises
+    ------
+    ValueError
+        Unknown preset, modifier or field, a malformed item (no ``=``), a repeated field, a bad value.
+    """
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise ValueError(f"empty item in profile {text!r}; write PRESET[+exact][,field=value...]")
+    base = "paper" if "=" in items[0] else items.pop(0)
+    values: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ValueError(f"item {item!r} in profile {text!r} is not field=value")
+        key = key.strip()
+        if key in values:
+            raise ValueError(f"field {key!r} is set twice in profile {text!r}")
+        values[key] = value.strip()
+    if not values:
+        return _preset(base, text)
+    return profile_from_mapping(values, base=_preset(base, text), where=text)
+
+
+def read_profile_file(path: str) -> Profile:
+    """The law of a TOML file: an optional ``base = "PRESET[+exact]"`` (default ``"paper"``) and ``field =
+    value`` lines for any :class:`Profile` field, e.g. ``base = "original"`` and ``normalize = "none"``.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    ValueError
+        Not TOML, an unknown field or preset, a bad value (the message names the file).
+    """
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not TOML: {exc}") from None
+    base = data.pop("base", "paper")
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: base must be a preset name, got {base!r}")
+    try:
+        return profile_from_mapping(data, base=base, where=path)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def _preset(name: str, where: str) -> Profile:
+    base, *mods = name.split("+")
+    if base not in PRESETS:
+        raise ValueError(f"unknown profile {where!r}; presets are {', '.join(PRESETS)}")
+    prof = PRESETS[base]
+    for mod in mods:
+        if mod == "exact":
+            prof = prof.replace(gamma_rule="exact", name=f"{prof.name}+exact")
+        elif mod == "noise":  # timm's with_noise=True: dropped units hold N(0, 1) noise, no rescaling
+            prof = prof.replace(fill="noise", normalize="none", name=f"{prof.name}+noise")
+        else:
+            raise ValueError(f"unknown profile modifier {mod!r} in {where!r}; known: 'exact', 'noise'")
+    return prof
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def format_profile(profile: Profile) -> str:
+    """The shortest law string naming ``profile``: the preset (or ``preset+exact``) differing from it in the
+    fewest fields, then those fields, e.g. ``"paper,sharing=channel"``. ``parse_profile`` of it gives back a
+    profile with the same law (:meth:`Profile.law_fields`)."""
+    target = profile.law_fields()
+    best: tuple[int, int, str, list[str]] | None = None
+    for order, name in enumerate([*PRESETS, *(f"{n}+{m}" for m in ("exact", "noise") for n in PRESETS)]):
+        base = _preset(name, name).law_fields()
+        diff = [f"{k}={_format_value(v)}" for k, v in target.items() if base.get(k) != v]
+        cand = (len(diff), order, name, diff)
+        if best is None or cand[:2] < best[:2]:
+            best = cand
+    assert best is not None
+    return ",".join([best[2], *best[3]])
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    """Resolve a law string or pass a :class:`Profile` through.
+
+    A string is a preset name with optional modifiers and field overrides (:func:`parse_profile`):
+    ``"paper+exact"`` selects ``gamma_rule="exact"`` on top of ``paper``, ``"timm+noise"`` selects
+    ``fill="noise"`` with ``normalize="none"`` (timm's ``with_noise=True``); ``"paper,sharing=channel"``
+    changes one field.
 
     Raises
     ------
     TypeError
         If ``profile`` is neither a string nor a :class:`Profile`.
     ValueError
-        If the name is not a preset (the message lists the presets).
+        If the string is not a law string (the message names the bad part and lists the presets or fields).
     """
     if isinstance(profile, Profile):
         return profile
     if not isinstance(profile, str):
         raise TypeError(f"profile must be a preset name or a Profile, got {type(profile).__name__}")
-    base, *mods = profile.split("+")
-    if base not in PRESETS:
-        raise ValueError(f"unknown profile {profile!r}; presets are {', '.join(PRESETS)}")
-    prof = PRESETS[base]
-    for mod in mods:
-        if mod == "exact":
-            prof = prof.replace(gamma_rule="exact", name=f"{prof.name}+exact")
-        elif mod == "noise":
-            prof = prof.replace(fill="noise", normalize="none", name=f"{prof.name}+noise")
-        else:
-            raise ValueError(f"unknown profile modifier {mod!r} in {profile!r}; known: 'exact', 'noise'")
-    return prof
+    return parse_profile(profile)

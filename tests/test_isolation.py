@@ -144,7 +144,9 @@ def test_leaked_threads_and_global_state_change_nothing(hostile_run):
     assert _impl(report, "hostile:leaks_thread")["verdict"] == "conforms"
     reference = _impl(report, "reference")
     assert reference["verdict"] == "conforms"
-    assert all(c["verdict"] == "pass" for c in reference["checks"]) and len(reference["checks"]) > 20
+    # (the paper law declares no rejection and no schedule: those two checks skip)
+    assert all(c["verdict"] == "pass" for c in reference["checks"] if c["id"] not in ("T0.rejections", "S.schedule"))
+    assert len(reference["checks"]) > 20
     assert elapsed < 600  # the run ended (a leaked thread or a hung worker does not keep it alive)
 
 

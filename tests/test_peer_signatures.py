@@ -175,9 +175,9 @@ def test_original_package_signature():
     for cls, ours, dims in ((original.DropBlock2D, dropblock.DropBlock2D, 2),
                             (original.DropBlock3D, dropblock.DropBlock3D, 3)):
         for kwargs in (dict(drop_prob=0.2, block_size=3), dict(drop_prob=0.2, block_size=4)):
-            _same(lambda x, **kw: cls(**kw)(x), lambda x, **kw: ours(profile="original", **kw)(x), _x(dims), **kwargs)
+            _same(lambda x, **kw: cls(**kw)(x), lambda x, **kw: ours(profile="original", **kw)(x), _x(dims), **kwargs)  # noqa: B023 (called at once)
         # positional, as its README writes it; half precision comes back as float32 under its profile
-        _same(lambda x: cls(0.2, 3)(x), lambda x: ours(0.2, 3, profile="original")(x), _x(dims, torch.float16))
+        _same(lambda x: cls(0.2, 3)(x), lambda x: ours(0.2, 3, profile="original")(x), _x(dims, torch.float16))  # noqa: B023 (called at once)
 
 
 # --------------------------------------------------------------------------------------- the law, by the suite

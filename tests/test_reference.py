@@ -59,7 +59,7 @@ def test_public_names():
     for name in ("DropBlock2D", "DropBlock3D", "LinearScheduler", "Profile", "PRESETS", "drop_block2d",
                  "drop_block3d"):
         assert hasattr(dropblock, name)
-    assert set(PRESETS) == {"paper", "torchvision", "timm", "timm_legacy", "original"}
+    assert set(PRESETS) == {"paper", "torchvision", "timm", "timm_legacy", "timm_legacy_fast", "original"}
 
 
 # ----------------------------------------------------------------------------------------------- scheduler

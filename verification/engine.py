@@ -46,6 +46,9 @@ def plan_checks(adapter, *, devices: Iterable[str], dtypes: Iterable[str], alpha
     """Every (check, device, dtype, dims) instance the adapter's capabilities allow, with alpha shares."""
     caps = adapter.capabilities
     only_set = set(only) if only else None
+    # what the contract narrows, for the checks that choose their own inputs (square maps, drop_prob > 0)
+    extra = {k: v for k, v in (("square_only", getattr(caps, "square_only", False)),
+                               ("zero_prob", getattr(caps, "zero_prob", True))) if v != (k == "zero_prob")}
     plan = Plan()
     raw: list[tuple[CheckSpec, Context]] = []
     for device in devices:
@@ -65,11 +68,13 @@ def plan_checks(adapter, *, devices: Iterable[str], dtypes: Iterable[str], alpha
                     continue
                 if check.fills is not None and adapter.profile.fill not in check.fills:
                     continue
+                if check.id == "S.schedule" and getattr(adapter, "schedule", None) is None:
+                    continue  # planned only with a declared schedule, so that it takes no alpha share otherwise
                 for dims in check.dims:
                     if dims not in caps.dims:
                         continue
                     ctx = Context(device=device, dtype=dtype, dims=dims, base_seed=base_seed, alpha=0.0,
-                                  budget=budget, timeout=timeout, spec=spec)
+                                  budget=budget, timeout=timeout, spec=spec, extra=dict(extra))
                     raw.append((check, ctx))
     total = sum(c.weight for c, _ in raw)
     for check, ctx in raw:

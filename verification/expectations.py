@@ -108,17 +108,10 @@ def read_expectations(path: str) -> list[Expectation]:
 def from_pyproject(folder: str = ".") -> str | None:
     """The ``expectations`` path of ``[tool.dropblock-conformance]`` in ``folder/pyproject.toml`` (relative
     paths are relative to that folder), or None."""
-    import tomllib
+    from .pyproject import tool_table
 
-    path = os.path.join(folder, "pyproject.toml")
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ExpectationError(f"cannot read {path}: {exc}") from None
-    value = data.get("tool", {}).get("dropblock-conformance", {}).get("expectations")
+    path, table = tool_table(folder, ExpectationError)
+    value = table.get("expectations")
     if value is None:
         return None
     if not isinstance(value, str):

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Fault", "MUTANTS", "CONTROLS", "TIERS", "PaperDense", "TimmDense", "PrivateGeneratorDense",
+__all__ = ["Fault", "MUTANTS", "CONTROLS", "TIERS", "KNOWN_LAWS", "NO_LAW", "SCHEDULER_CONTROLS",
+           "PaperDense", "TimmDense", "PrivateGeneratorDense",
            "check_scheduler", "paper_dense", "gamma_x1_10", "shifted_block", "channel_shared"]
 
 
@@ -293,6 +294,20 @@ for _name, _doc, _fault, _profile, _tier in _SPECS:
     __all__.append(_name)
 
 
+#: The law each mutant or control really follows, where a law string can say it (the characterisation must
+#: infer it); the other mutants follow no profile (a transposed region, shifted or resized blocks, ...).
+KNOWN_LAWS: dict[str, str] = {
+    "PaperDense": "paper", "TimmDense": "timm,eps=0.0", "PrivateGeneratorDense": "paper",
+    "GammaX0_90": "paper,gamma_scale=0.9", "GammaX1_10": "paper,gamma_scale=1.1",
+    "GammaX1_05": "paper,gamma_scale=1.05", "UnrestrictedSeeds": "paper,seed_region=all",
+    "ChannelShared": "paper,sharing=channel", "BatchShared": "paper,sharing=batch", "NoNorm": "paper,normalize=none",
+    "Float32Output": "paper,output_dtype=float32", "EvenTopLeft": "timm,even_policy=top_left,eps=0.0",
+    "paper_dense": "paper", "gamma_x1_10": "paper,gamma_scale=1.1", "channel_shared": "paper,sharing=channel",
+}
+#: Mutants whose masks follow no profile: the characterisation must say that no preset fits.
+NO_LAW = ("RowsFromWidth", "TransposedRegion", "ShiftedRow", "ShiftedColumn", "BlockMinusOne", "BlockPlusOne")
+
+
 # -------------------------------------------------------------------------------- function-style samplers
 def paper_dense(x, drop_prob, block_size):
     """Correct: the paper law as a plain function ``f(x, drop_prob, block_size)``."""
@@ -349,13 +364,27 @@ SCHEDULER_MUTANTS = {
 }
 
 
+def _reference_scheduler(dropblock, start_value, stop_value, nr_steps):
+    from dropblock import LinearScheduler
+
+    return LinearScheduler(dropblock, start_value, stop_value, nr_steps)
+
+
+#: Correct schedulers: :func:`check_scheduler` must accept them (the reference's ``LinearScheduler``).
+SCHEDULER_CONTROLS = {
+    "LinearScheduler": (_reference_scheduler, "none (the reference's LinearScheduler)"),
+}
+
+
 def check_scheduler(scheduler_cls) -> tuple[bool, str]:
     """S: a linear scheduler sets ``linspace(start, stop, nr_steps)[i]`` at step ``i`` and then holds the last
-    value (the original ``dropblock.LinearScheduler`` contract). Returns ``(ok, message)``; exact, no alpha."""
+    value (the original ``dropblock.LinearScheduler`` contract: with ``nr_steps=1`` the ramp is
+    ``linspace(start, stop, 1) == [start]``, so ``start`` is held). Returns ``(ok, message)``; exact, no alpha."""
     for start, stop, steps in ((0.0, 0.25, 5), (0.3, 0.1, 4), (0.0, 0.1, 1)):
         holder = type("Holder", (), {"drop_prob": -1.0})()
         sched = scheduler_cls(holder, start, stop, steps)
-        want = list(np.linspace(start, stop, steps)) + [stop] * 3
+        values = list(np.linspace(start, stop, steps))
+        want = values + [values[-1]] * 3
         got = []
         for _ in range(steps + 3):
             sched.step()

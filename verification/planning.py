@@ -52,6 +52,17 @@ def _str_list(name: str, value: Any, *, allow_none: bool = False, choices: tuple
     return list(value)
 
 
+def _parses(name: str, value: Any, parse: Any, error: type[Exception]) -> None:
+    """``value`` is None or a string ``parse`` accepts (its one-line error as a :class:`RunSetupError`)."""
+    if value is None:
+        return
+    _need(isinstance(value, str), f"{name} must be a string, got {value!r}")
+    try:
+        parse(value)
+    except error as exc:
+        raise RunSetupError(str(exc)) from None
+
+
 @dataclass
 class RunOptions:
     """Everything that decides what a run checks and how.
@@ -59,7 +70,10 @@ class RunOptions:
     ``timeout`` is the hard limit of one check instance in seconds (the worker running it is stopped past
     it); ``select`` restricts the run to some instances (implementation spec -> instance keys), as a job of a
     sharded run does; ``expectations`` are the known deviations of :mod:`verification.expectations`;
-    ``configs`` are extra configuration points (``"p=0.2,k=5,size=56x56"``, :mod:`verification.checks.grid`).
+    ``configs`` are extra configuration points (``"p=0.2,k=5,size=56x56"``, :mod:`verification.checks.grid`);
+    ``contract`` is what every implementation promises to accept (:mod:`verification.contracts`);
+    ``reuse_instance`` keeps a module class's instances across calls, and ``schedule`` is the ``drop_prob``
+    schedule they follow (:mod:`verification.schedules`).
     """
 
     impls: list[str] = field(default_factory=list)
@@ -74,6 +88,9 @@ class RunOptions:
     select: dict[str, list[str]] | None = None
     expectations: list[dict[str, str]] | None = None
     configs: list[str] | None = None
+    contract: str | None = None
+    reuse_instance: bool = False
+    schedule: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -102,6 +119,16 @@ class RunOptions:
                       and bool(e.get("pattern")), f"malformed expectation {e!r:.100}")
         if self.configs is not None:
             _str_list("configs", self.configs)
+        from .contracts import ContractError, parse_contract
+        from .schedules import ScheduleError, parse_schedule
+
+        _parses("contract", self.contract, parse_contract, ContractError)
+        _need(isinstance(self.reuse_instance, bool),
+              f"reuse_instance must be true or false, got {self.reuse_instance!r}")
+        _parses("schedule", self.schedule, parse_schedule, ScheduleError)
+        if self.schedule is not None:
+            _need(self.reuse_instance, "a schedule needs reuse_instance (--reuse-instance): a module rebuilt for "
+                                       "every call never moves along it")
         if self.select is not None:
             _need(isinstance(self.select, dict), f"select must be an object, got {type(self.select).__name__}")
             for spec, keys in self.select.items():
@@ -109,6 +136,11 @@ class RunOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """How each implementation is loaded (:func:`verification.adapters.load_adapter`'s keywords)."""
+        return {"profile": self.profile, "contract": self.contract, "reuse_instance": self.reuse_instance,
+                "schedule": self.schedule}
 
     @classmethod
     def from_dict(cls, d: Any) -> RunOptions:
@@ -170,6 +202,7 @@ class _Declared:
         caps = {k: tuple(v) if isinstance(v, list) else v for k, v in info["capabilities"].items()
                 if k in Capabilities.__dataclass_fields__}
         self.capabilities = Capabilities(**caps)  # type: ignore[arg-type]
+        self.schedule: str | None = None  # the run's declared drop_prob schedule (S.schedule is planned with one)
 
 
 @dataclass
@@ -196,7 +229,9 @@ def plan_run(options: RunOptions, infos: dict[str, dict[str, Any] | None]) -> Pl
         if info is None:
             out.items.append(PlannedItem(spec, "load"))
             continue
-        plan = plan_checks(_Declared(info), devices=options.devices, dtypes=options.dtypes, alpha=options.alpha,
+        declared = _Declared(info)
+        declared.schedule = options.schedule
+        plan = plan_checks(declared, devices=options.devices, dtypes=options.dtypes, alpha=options.alpha,
                            budget=options.budget, base_seed=options.seed, timeout=SOFT_CALL_SHARE * options.timeout,
                            spec=spec, only=options.checks)
         if options.configs:

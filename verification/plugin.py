@@ -339,7 +339,7 @@ def dropblock_run(request: pytest.FixtureRequest, dropblock_item: Any) -> Any:
 
         # a load that fails is recorded by the check as an error
         with _watchdog(max(LOAD_TIMEOUT, state.options.timeout), request.config), contextlib.suppress(LoadFailed):
-            adapter_for(dropblock_item.spec, state.options.profile)
+            adapter_for(dropblock_item.spec, **state.options.load_kwargs())
 
     def run(item: Any) -> None:
         if item.check == "load":

@@ -71,12 +71,12 @@ def child_command(module: str, *args: str) -> list[str]:
     return [sys.executable, *flags, "-m", module, *args]
 
 
-def _load_one(spec: str, profile: str | None) -> ProbeResult:
+def _load_one(spec: str, profile: str | None, contract: str | None = None) -> ProbeResult:
     from .adapters import AdapterSpecError, AdapterUnavailable, load_adapter
     from .text import clean_text
 
     try:
-        adapter = load_adapter(spec, profile=profile)
+        adapter = load_adapter(spec, profile=profile, contract=contract)
         return ProbeResult(spec, "ok", info=adapter.info())
     except AdapterSpecError as exc:
         return ProbeResult(spec, "spec-error", clean_text(str(exc)))
@@ -96,12 +96,13 @@ def _child_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m verification.probe")
     p.add_argument("--out", required=True)
     p.add_argument("--profile")
+    p.add_argument("--contract")
     p.add_argument("specs", nargs="*")
     args = p.parse_args(argv)
     fd = os.open(args.out, os.O_WRONLY | os.O_APPEND)
     for spec in args.specs:
         os.write(fd, (json.dumps({"spec": spec, "event": "start"}) + "\n").encode())
-        result = _load_one(spec, args.profile)
+        result = _load_one(spec, args.profile, args.contract)
         line = json.dumps({"event": "done", **result.to_dict()}, default=str)
         os.write(fd, (line + "\n").encode())
     os.close(fd)
@@ -131,9 +132,9 @@ class Probe:
     its own work meanwhile; :meth:`results` waits for them."""
 
     def __init__(self, specs: list[str], *, profile: str | None = None, timeout: float = 120.0,
-                 log: str | None = None) -> None:
+                 log: str | None = None, contract: str | None = None) -> None:
         self.specs = list(dict.fromkeys(specs))
-        self.profile, self.timeout, self.log = profile, timeout, log
+        self.profile, self.timeout, self.log, self.contract = profile, timeout, log, contract
         self.done: dict[str, ProbeResult] = {}
         self._child: tuple[subprocess.Popen, str, Any] | None = None
 
@@ -144,7 +145,8 @@ class Probe:
             os.close(fd)
             sink = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
             args = child_command("verification.probe", "--out", path,
-                                 *(["--profile", self.profile] if self.profile else []), "--", *todo)
+                                 *(["--profile", self.profile] if self.profile else []),
+                                 *(["--contract", self.contract] if self.contract else []), "--", *todo)
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
                                     start_new_session=True)
             self._child = (proc, path, sink)

@@ -122,7 +122,8 @@ def probe_run(options: RunOptions, log: str | None = None) -> dict[str, dict[str
     """
     from .probe import Probes
 
-    return probe_results(Probes(options.impls, profile=options.profile, timeout=max(options.timeout, LOAD_TIMEOUT),
+    return probe_results(Probes(options.impls, profile=options.profile, contract=options.contract,
+                                timeout=max(options.timeout, LOAD_TIMEOUT),
                                log=log).start())
 
 

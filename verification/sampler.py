@@ -104,8 +104,9 @@ def call_guarded(adapter, x: torch.Tensor, drop_prob: float, block_size: int, *,
     except _Timeout:
         raise CallFailure("timeout", f"call did not return within {timeout:g} s") from None
     except Exception as exc:  # the implementation under test may raise anything
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CallFailure("raised", f"raised {type(exc).__name__}: {text}"[:300]) from exc
+        from .text import describe_exception
+
+        raise CallFailure("raised", f"raised {describe_exception(exc)}"[:300]) from exc
     if not isinstance(out, torch.Tensor):
         raise CallFailure("not-a-tensor", f"returned {type(out).__name__}, not a torch.Tensor")
     if tuple(out.shape) != tuple(x.shape):

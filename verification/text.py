@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["clean_text", "last_line"]
+__all__ = ["clean_text", "last_line", "describe_exception"]
 
 # CSI (ESC [ ... final byte), OSC (ESC ] ... BEL or ESC \), and two-character escapes
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
@@ -34,3 +34,19 @@ def last_line(text: object, limit: int = 300) -> str:
     exception message, whose first line is often a header."""
     lines = [ln.strip() for ln in clean_text(text).splitlines() if ln.strip()]
     return clean_text(lines[-1], limit) if lines else ""
+
+
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """``"Type: what went wrong"`` for an exception raised by an implementation: the last line of a multi-line
+    message (:func:`last_line`); for an ``AssertionError`` without a message, the failing source line of the
+    innermost frame that has one (``assert block_size % 2 == 1`` at ``mod.py:12``)."""
+    import traceback
+
+    text = last_line(exc, limit)
+    if not text and isinstance(exc, AssertionError) and exc.__traceback__ is not None:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.line]
+        if frames:
+            f = frames[-1]
+            where = f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}"
+            text = clean_text(f"{f.line.strip()} (at {where})", limit)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -22,7 +22,7 @@ from .text import last_line
 
 __all__ = ["GlobalState", "adapter_for", "run_item"]
 
-_ADAPTERS: dict[tuple[str, str | None], Any] = {}
+_ADAPTERS: dict[tuple, Any] = {}
 
 
 @dataclass
@@ -83,20 +83,23 @@ class LoadFailed(Exception):
     """The implementation could not be loaded in this worker (one line)."""
 
 
-def adapter_for(spec: str, profile: str | None) -> Any:
-    """The adapter of ``spec`` (declaring ``profile`` when given), loaded once per process.
+def adapter_for(spec: str, profile: str | None, contract: str | None = None, *, reuse_instance: bool = False,
+                schedule: str | None = None) -> Any:
+    """The adapter of ``spec`` (declaring ``profile``, ``contract`` and ``schedule`` when given), loaded once per
+    process.
 
     Raises
     ------
     LoadFailed
         Loading raised or exited; the message says how.
     """
-    key = (spec, profile)
+    key = (spec, profile, contract, reuse_instance, schedule)
     if key not in _ADAPTERS:
         from .adapters import load_adapter
 
         try:
-            _ADAPTERS[key] = load_adapter(spec, profile=profile)
+            _ADAPTERS[key] = load_adapter(spec, profile=profile, contract=contract, reuse_instance=reuse_instance,
+                                          schedule=schedule)
         except SystemExit as exc:
             _ADAPTERS[key] = LoadFailed(f"loading {spec!r} called sys.exit({exc.code!r})")
         except Exception as exc:
@@ -117,7 +120,7 @@ def run_item(item: PlannedItem, options: RunOptions) -> CheckResult:
     """Run one planned instance in this process and return its result (never raises for the
     implementation's sake; ``KeyboardInterrupt`` still stops the run)."""
     try:
-        adapter = adapter_for(item.spec, options.profile)
+        adapter = adapter_for(item.spec, **options.load_kwargs())
     except LoadFailed as exc:
         return CheckResult(id=item.check, verdict="error", message=str(exc), device=item.device, dtype=item.dtype,
                            details={"dims": item.dims})

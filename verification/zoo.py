@@ -28,7 +28,7 @@ from scipy import stats
 
 from .adapters import load_adapter
 from .engine import Plan, plan_checks, run_checks
-from .mutants import CONTROLS, MUTANTS, SCHEDULER_MUTANTS, check_scheduler
+from .mutants import CONTROLS, MUTANTS, SCHEDULER_CONTROLS, SCHEDULER_MUTANTS, check_scheduler
 from .results import BAD_VERDICTS
 
 FAMILIES = ("T0", "P", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "S")
@@ -45,6 +45,8 @@ def _describe(name: str) -> tuple[str, str, str]:
         return CONTROLS[name][1], CONTROLS[name][2], "control"
     if name in SCHEDULER_MUTANTS:
         return SCHEDULER_MUTANTS[name][1], "-", "above"
+    if name in SCHEDULER_CONTROLS:
+        return SCHEDULER_CONTROLS[name][1], "-", "control"
     _, fault, profile, tier = MUTANTS[name]
     return fault, profile, tier
 
@@ -55,8 +57,8 @@ def run_mutant(name: str, budget: str = "standard", seed: int = 0, alpha: float 
     start = time.perf_counter()
     fault, profile, tier = _describe(name)
     row = {"name": name, "fault": fault, "profile": profile, "tier": tier, "seed": seed, "all_checks": all_checks}
-    if name in SCHEDULER_MUTANTS:
-        ok, message = check_scheduler(SCHEDULER_MUTANTS[name][0])
+    if name in SCHEDULER_MUTANTS or name in SCHEDULER_CONTROLS:
+        ok, message = check_scheduler({**SCHEDULER_MUTANTS, **SCHEDULER_CONTROLS}[name][0])
         return {**row, "killed": not ok, "failed": [] if ok else ["S.scheduler"], "message": message,
                 "seconds": round(time.perf_counter() - start, 1)}
     spec = f"verification.mutants:{name}"
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             summaries[saved["budget"]] = summarise(saved["runs"])
         print(table(summaries))
         return 0 if all(s["ok"] for rows in summaries.values() for s in rows) else 1
-    names = args.only or [*CONTROLS, *MUTANTS, *SCHEDULER_MUTANTS]
+    names = args.only or [*CONTROLS, *SCHEDULER_CONTROLS, *MUTANTS, *SCHEDULER_MUTANTS]
     start = time.perf_counter()
     tasks = [(n, args.budget, args.seed + i, args.alpha, args.all_checks) for n in names for i in range(args.seeds)]
     # spawned workers: a forked child of a process whose OpenMP threads have started hangs in its first

@@ -67,6 +67,13 @@ class Capabilities:
         Device types the implementation runs on.
     inplace : bool
         The implementation has an in-place mode (``adapter(..., inplace=True)``).
+    zero_prob : bool
+        ``drop_prob = 0`` is accepted in training mode.
+    square_only : bool
+        Only square maps are served (the checks then choose square maps).
+    rejects : tuple of str
+        Names of the exception types the implementation raises for a call it rejects (arguments out of
+        range, and the even or oversized blocks or ``drop_prob = 0`` it declares it rejects).
     """
 
     dims: tuple[int, ...] = (2,)
@@ -75,6 +82,9 @@ class Capabilities:
     dtypes: tuple[str, ...] = ALL_DTYPES
     devices: tuple[str, ...] = ALL_DEVICES
     inplace: bool = False
+    zero_prob: bool = True
+    square_only: bool = False
+    rejects: tuple[str, ...] = ("ValueError",)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -87,12 +97,11 @@ def profile_source(profile: Profile) -> str:
     for key, preset in PRESETS.items():
         if preset == profile:
             return f"PRESETS[{key!r}]"
-    if "+" in profile.name:  # a preset with modifiers ("timm+exact", "timm+noise")
-        try:
-            if get_profile(profile.name) == profile:
-                return f"get_profile({profile.name!r})"
-        except ValueError:
-            pass
+    try:
+        if get_profile(profile.name) == profile:
+            return f"get_profile({profile.name!r})"
+    except ValueError:
+        pass
     fields = ", ".join(f"{k}={v!r}" for k, v in asdict(profile).items())
     return f"Profile({fields})"
 
@@ -126,6 +135,10 @@ class Adapter(abc.ABC):
     #: Where the implementation must draw its randomness from to be repeatable under ``torch.manual_seed``
     #: (named when ``T0.determinism`` fails).
     randomness: str = "torch's global generator of the input's device"
+    #: The contract string the capabilities were narrowed by (:mod:`verification.contracts`), if any.
+    contract: str | None = None
+    #: The declared schedule (:class:`verification.schedules.Schedule`), if any.
+    schedule: Any = None
 
     def __init__(
         self,
@@ -234,6 +247,7 @@ class Adapter(abc.ABC):
             "profile": self.profile.name,
             "profile_fields": self.profile.law_fields(),
             "capabilities": self.capabilities.as_dict(),
+            "contract": self.contract,
             "description": self.description,
         }
 

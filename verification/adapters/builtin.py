@@ -27,14 +27,8 @@ __all__ = [
     "TIMM_LEGACY_FAST",
 ]
 
-# timm 1.0.22 ``drop_block_fast_2d`` (timm/layers/drop.py), the path taken by ``DropBlock2d`` with its
-# default ``fast=True``: Bernoulli(gamma) seeds at *every* position (``bernoulli_`` on a tensor shaped like
-# the input, so one mask per (sample, channel)), each growing a block centred on it and clipped at the
-# border (max-pool with padding ``k // 2``); gamma by Eq. 1 with the block clipped to the smallest side;
-# rescaled by ``numel / (sum + 1e-6)``. Even sizes crash (the pooled mask is one larger than the input).
-TIMM_LEGACY_FAST: Profile = PRESETS["timm_legacy"].replace(
-    name="timm_legacy_fast", seed_region="all", eps=1e-6
-)
+# timm 1.0.22 ``drop_block_fast_2d``: the preset ``timm_legacy_fast`` (see :mod:`dropblock.profiles`).
+TIMM_LEGACY_FAST: Profile = PRESETS["timm_legacy_fast"]
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

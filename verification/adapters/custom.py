@@ -8,7 +8,8 @@
   ``x``'s device when it has parameters or buffers, and put in ``train()`` / ``eval()`` mode.
 
 A custom adapter declares the ``paper`` preset unless given another profile, and the default
-:class:`~verification.adapters.base.Capabilities` (2D only) unless given others.
+:class:`~verification.adapters.base.Capabilities` (2D only; even or oversized blocks rejected where the
+declared law rejects them) unless given others or a contract (:mod:`verification.contracts`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,15 @@ def _import_target(spec: str, module_name: str, attr: str) -> Any:
     return target
 
 
-def _version_of(module_name: str) -> str:
+def _version_of(module_name: str, target: Any = None) -> str:
+    """The implementation's own ``__version__`` (on the attribute, else on its module), else its
+    distribution's version, else the top-level package's ``__version__``."""
+    import sys
+
+    for owner in (target, sys.modules.get(module_name)):
+        version = getattr(owner, "__version__", None)
+        if isinstance(version, str) and version:
+            return version
     top = module_name.split(".")[0]
     try:
         dists = importlib.metadata.packages_distributions().get(top, [])
@@ -105,7 +114,7 @@ class FunctionAdapter(Adapter):
     def __init__(
         self, spec: str, fn: Any, *, version: str, profile: Profile, capabilities: Capabilities
     ) -> None:
-        self._fn = fn
+        self._fn = self.target = fn
         self._module, self._attr = parse_custom_spec(spec)
         super().__init__(
             name=spec,
@@ -136,7 +145,7 @@ class ModuleClassAdapter(Adapter):
     def __init__(
         self, spec: str, cls: type, *, version: str, profile: Profile, capabilities: Capabilities
     ) -> None:
-        self._cls = cls
+        self._cls = self.target = cls
         self._module, self._attr = parse_custom_spec(spec)
         super().__init__(
             name=spec,
@@ -146,10 +155,31 @@ class ModuleClassAdapter(Adapter):
             description=f"{self._module}.{self._attr}(drop_prob=..., block_size=...) in train() / eval()",
         )
 
-    def forward(self, x, drop_prob, block_size, *, spatial_dims, training, inplace):
+    #: Keep one module per (drop_prob, block_size, device) across calls (``--reuse-instance``), brought to the end
+    #: of :attr:`schedule` (a :class:`verification.schedules.Schedule`) when it is first built.
+    reuse: bool = False
+    schedule: Any = None
+
+    def new_instance(self, drop_prob, block_size, device) -> torch.nn.Module:
+        """A freshly built module (on ``device`` when it has parameters or buffers)."""
         module: torch.nn.Module = self._cls(drop_prob=drop_prob, block_size=block_size)
         if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
-            module = module.to(x.device)
+            module = module.to(device)
+        return module
+
+    def _kept(self, drop_prob, block_size, x) -> torch.nn.Module:
+        key = (drop_prob, block_size, str(x.device))
+        kept = self.__dict__.setdefault("_instances", {})
+        if key not in kept:
+            module = self.new_instance(drop_prob, block_size, x.device)
+            if self.schedule is not None:
+                _complete_schedule(module, self.schedule, block_size, x)
+            kept[key] = module
+        return kept[key]
+
+    def forward(self, x, drop_prob, block_size, *, spatial_dims, training, inplace):
+        module = self._kept(drop_prob, block_size, x) if self.reuse else self.new_instance(drop_prob, block_size,
+                                                                                            x.device)
         module.train(training)
         return module(x)
 
@@ -163,10 +193,31 @@ class ModuleClassAdapter(Adapter):
         )
 
 
+def _complete_schedule(module: torch.nn.Module, schedule: Any, block_size: int, x: torch.Tensor) -> None:
+    """Bring a new module to the end of its schedule (``step()`` calls, or training-mode calls on a small input
+    of ones), leaving torch's random state as it was."""
+    with torch.random.fork_rng(devices=[x.device.index or 0] if x.device.type == "cuda" else []):
+        if schedule.kind == "linear":
+            for _ in range(schedule.steps):
+                module.step()
+            return
+        side = max(int(block_size), 1) if isinstance(block_size, int) else 1
+        small = torch.ones((1, 1, *(side for _ in x.shape[2:])), dtype=x.dtype, device=x.device)
+        module.train(True)
+        with torch.no_grad():
+            for _ in range(schedule.steps):
+                module(small)
+
+
 def load_custom(
-    spec: str, *, profile: Profile | None = None, capabilities: Capabilities | None = None
+    spec: str, *, profile: Profile | None = None, capabilities: Capabilities | None = None,
+    reuse_instance: bool = False, schedule: Any = None,
 ) -> Adapter:
     """Load ``package.module:attr`` as a :class:`FunctionAdapter` or :class:`ModuleClassAdapter`.
+
+    ``reuse_instance`` keeps one module per ``(drop_prob, block_size, device)`` across calls (a module class
+    only: a function has no state); ``schedule`` (a :class:`verification.schedules.Schedule`) is then completed
+    on each new module before its first use.
 
     Raises
     ------
@@ -179,8 +230,10 @@ def load_custom(
     module_name, attr = parse_custom_spec(spec)
     target = _import_target(spec, module_name, attr)
     prof = profile if profile is not None else PRESETS["paper"]
-    caps = capabilities if capabilities is not None else Capabilities()
-    version = _version_of(module_name)
+    # the blocks the declared law rejects are rejected (T0.rejections checks that they are)
+    caps = capabilities if capabilities is not None else Capabilities(
+        even_block=prof.even_policy != "reject", oversize_block=prof.oversize_policy != "reject")
+    version = _version_of(module_name, target)
     if inspect.isclass(target):
         if not issubclass(target, torch.nn.Module):
             raise AdapterSpecError(
@@ -191,7 +244,9 @@ def load_custom(
                 f"adapter spec {spec!r}: {target.__name__}(drop_prob=..., block_size=...) does not match "
                 "its signature"
             )
-        return ModuleClassAdapter(spec, target, version=version, profile=prof, capabilities=caps)
+        adapter = ModuleClassAdapter(spec, target, version=version, profile=prof, capabilities=caps)
+        adapter.reuse, adapter.schedule = reuse_instance, schedule
+        return adapter
     if not callable(target):
         raise AdapterSpecError(
             f"adapter spec {spec!r}: {attr!r} is a {type(target).__name__}, not a function or nn.Module class"

@@ -97,6 +97,9 @@ def load_adapter(
     *,
     profile: str | Profile | None = None,
     capabilities: Capabilities | None = None,
+    contract: str | None = None,
+    reuse_instance: bool = False,
+    schedule: str | None = None,
 ) -> Adapter:
     """Load the adapter named by ``spec``.
 
@@ -108,12 +111,16 @@ def load_adapter(
 
     ``profile`` overrides the declared law (a preset name or a :class:`dropblock.Profile`): the
     implementation is run unchanged and tested against that law. ``capabilities`` overrides what the
-    adapter says it accepts (useful for a custom implementation with a 3D entry point).
+    adapter says it accepts (useful for a custom implementation with a 3D entry point). ``contract`` (a
+    :mod:`verification.contracts` string) then narrows or widens them; without it, a ``package.module:attr``
+    implementation's ``dropblock_contract`` attribute is used when it has one. ``reuse_instance`` and
+    ``schedule`` (a :mod:`verification.schedules` string) keep a module class's instances across calls and
+    bring each to the end of its schedule (:func:`verification.adapters.custom.load_custom`).
 
     Raises
     ------
     AdapterSpecError
-        Malformed or unknown spec, or unknown profile (the message names the spec).
+        Malformed or unknown spec, unknown profile or malformed contract (the message names the spec).
     AdapterUnavailable
         Known adapter whose implementation is not installed (the message gives the install command).
     """
@@ -121,6 +128,28 @@ def load_adapter(
         raise AdapterSpecError(f"empty adapter spec {spec!r}; built-ins are {', '.join(_BUILTINS)}")
     spec = spec.strip()
     prof = _resolve_profile(spec, profile)
+    from ..schedules import ScheduleError, parse_schedule
+
+    try:
+        sched = parse_schedule(schedule) if schedule is not None else None
+    except ScheduleError as exc:
+        raise AdapterSpecError(f"adapter spec {spec!r}: {exc}") from None
+    adapter = _load(spec, prof, capabilities, reuse_instance, sched)
+    adapter.schedule = sched
+    from ..contracts import ContractError, apply_contract, contract_of
+
+    try:
+        declared = contract if contract is not None else contract_of(getattr(adapter, "target", None))
+        if declared is not None:
+            adapter = copy.copy(adapter)
+            adapter.capabilities = apply_contract(adapter.capabilities, declared)
+            adapter.contract = declared if isinstance(declared, str) else declared.to_string()
+    except ContractError as exc:
+        raise AdapterSpecError(f"adapter spec {spec!r}: {exc}") from None
+    return adapter
+
+
+def _load(spec: str, prof: Profile | None, capabilities: Capabilities | None, reuse: bool, sched) -> Adapter:
     if spec in _BUILTINS:
         adapter = _BUILTINS[spec]()
     elif spec.startswith("reference:"):
@@ -140,7 +169,7 @@ def load_adapter(
         if ep is not None:
             adapter = _load_entry_point(spec, ep)
         elif ":" in spec:
-            return load_custom(spec, profile=prof, capabilities=capabilities)
+            return load_custom(spec, profile=prof, capabilities=capabilities, reuse_instance=reuse, schedule=sched)
         else:
             raise AdapterSpecError(
                 f"unknown adapter spec {spec!r}: built-ins are {', '.join(_BUILTINS)}, "

@@ -17,6 +17,8 @@ from . import independence as _i
 from . import law_checks as _l
 from . import noise as _z
 from . import rate_curve as _r
+from . import rejections as _j
+from . import schedule as _sc
 from . import statistical as _s
 from .base import BUDGETS, Context
 from .design import TEXTS
@@ -60,6 +62,7 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T0.opening", _c.check_block_structure, dims=(2, 3)),
     CheckSpec("T0.determinism", _c.check_determinism, dtypes=_FP32, dims=(2, 3)),
     CheckSpec("T0.argument_validation", _c.check_argument_validation, dtypes=_FP32),
+    CheckSpec("T0.rejections", _j.check_rejections, dtypes=_FP32, dims=(2, 3)),
     CheckSpec("T0.input_independence", _i.check_input_independence, dims=(2, 3)),
     CheckSpec("T0.memory", _v.check_memory_leak, dtypes=_FP32, devices=("cuda",)),
     CheckSpec("P.half_overflow", _c.check_half_precision, dtypes=_HALF),
@@ -79,6 +82,7 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T7.count_distribution", _n.check_count_distribution, weight=1.0, dtypes=_FP32),
     CheckSpec("T7.cpu_vs_cuda", _v.check_cpu_vs_cuda, weight=1.0, dtypes=_FP32, devices=("cuda",)),
     CheckSpec("T8.noise_law", _z.check_noise_law, weight=1.0, dtypes=_FP32, fills=("noise",)),
+    CheckSpec("S.schedule", _sc.check_schedule, weight=1.0, dtypes=_FP32),
 )
 
 

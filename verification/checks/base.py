@@ -111,6 +111,9 @@ class Context:
         Per-call timeout in seconds.
     spec : str
         Adapter spec (for reproduction snippets).
+    extra : dict
+        ``configs`` (the user's configuration points); ``square_only`` (True: the implementation serves square
+        maps only) and ``zero_prob`` (False: it rejects ``drop_prob = 0``), from its contract.
     """
 
     device: str = "cpu"
@@ -132,6 +135,14 @@ class Context:
     show_fraction = staticmethod(show_fraction)
     show_counts = staticmethod(show_counts)
     show_empty = staticmethod(show_empty)
+
+    def shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``shape`` ``(N, C, *sizes)`` as the implementation serves it: the spatial sides all set to the
+        largest one when it takes square maps only."""
+        if not self.extra.get("square_only"):
+            return tuple(shape)
+        side = max(shape[2:])
+        return (*shape[:2], *(side for _ in shape[2:]))
 
     def seed(self, *parts: object) -> int:
         """Seed of a check: from the base seed, the check id parts, device, dtype and dims only."""

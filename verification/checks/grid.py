@@ -93,6 +93,8 @@ def points_for(cid: str, ctx: Context) -> list[ConfigPoint]:
     """The resolved points of check ``cid`` under ``ctx``: built-in ones, then the user's of matching dims."""
     grid = GRID_HALF if ctx.dtype in _HALF and (cid, ctx.dims) in GRID_HALF else GRID
     pts = [p.resolve(ctx) for p in grid.get((cid, ctx.dims), (ConfigPoint(_default_sizes(ctx)),))]
+    if ctx.extra.get("square_only"):  # the largest side on every axis (the point's block keeps its relation)
+        pts = [replace(p, sizes=ctx.shape((1, 1, *p.sizes))[2:]) for p in pts]
     if cid in USER_CHECKS:
         for text in ctx.extra.get("configs", ()):
             p = parse_config(text)

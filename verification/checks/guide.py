@@ -94,6 +94,16 @@ CHECKS: dict[str, dict[str, str]] = {
                  "ValueError.",
         "advice": "Check the arguments first and raise ValueError with a message naming the bad value (not an "
                   "error from deep inside torch, not a silent clip)."},
+    "S.schedule": {
+        "tests": "Along a declared schedule (a linear ramp driven by step(), or a gamma warm-up counted per call) "
+                 "the drop rate at each checkpoint is the exact law's at that point of the ramp.",
+        "advice": "Set drop_prob (or scale gamma) exactly as the schedule says at each step or call, and hold the "
+                  "last value; or declare the schedule the implementation really follows."},
+    "T0.rejections": {
+        "tests": "Each call the implementation declares it rejects (an even block, a block larger than the map, "
+                 "drop_prob = 0) raises one of the exception types it declares.",
+        "advice": "Reject those calls at the top with a clear error of the declared type, or declare what really "
+                  "happens (accept the input, or the exception type it raises: --contract raises=...)."},
     "T0.opening": {
         "tests": "Every mask is a union of whole block_size x block_size blocks placed in the declared seed region.",
         "advice": "Put seeds only where the declared seed region allows (valid: the whole block fits in the map) and "
@@ -198,6 +208,7 @@ EFFECTS: dict[str, tuple[str, str]] = {
     "T2.even_block": ("observed / exact drop rate at the worst position", "relative error per position"),
     "T2.oversize_block": ("observed / exact drop rate at the worst position", "relative error per position"),
     "T3.pair_profile": ("observed / exact co-drop of the worst pair", "relative error of the co-drop"),
+    "S.schedule": ("observed / exact drop rate at the worst checkpoint", "relative rate error at a checkpoint"),
     "T4.sharing": ("P(b | a) / P(b) of the worst pair kind (1: independent)",
                    "relative co-drop excess over independence"),
     "T4.map_independence": ("P(b | a) / P(b) of two maps of one call (1: independent)",

@@ -208,7 +208,8 @@ def fisher_components(cid: str, law, ctx: Context) -> dict:
     tests: list[tuple[str, int, float]] = []
     if cid == "T4.sharing":
         calls = 20 if sharing == "batch" else min(max(1, math.ceil(rows / (32 * units))), max(1, ctx.max_maps // 64))
-        kinds = {"none": ("channel", "batch"), "channel": ("batch",), "batch": ()}[sharing]
+        kinds = {"none": ("channel", "batch"), "channel": ("batch",), "batch": (),
+                 "batch_per_channel": ("channel",)}[sharing]
         tests = [(k, calls * 32 * units, level) for k in kinds]
         return {"lat": lat, "p_u": p_u, "calls": calls, "tests": tests, "g": None}
     layout = _maps_layout(sharing) or (1, 1)
@@ -233,7 +234,8 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
     and the pairs of samples (2i, 2i + 1) of each channel drop independently (Fisher's exact test over each
     kind of pair, each at ``alpha / 2``), or identically where the declared profile shares masks (then any
     unit where the two differ fails). Calls of shape (8, 8, 14, 14); (64, 2, 14, 14) when channels share a
-    mask (sample pairs of channel 0); 20 calls of (2, 2, 14, 14) when the batch shares one.
+    mask (sample pairs of channel 0); (2, 64, 14, 14) when the samples share each channel's mask (channel pairs
+    of sample 0); 20 calls of (2, 2, 14, 14) when the batch shares one.
     Design: enough calls that each Fisher test detects a co-drop ``2 x
     rate_effect`` above independence with power 0.9; MDE: that relative co-drop excess at the final size.
     """
@@ -246,18 +248,19 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
     dz = fisher_components(cid, law, ctx)
     lat, p_u, calls = dz["lat"], dz["p_u"], dz["calls"]
     # 32 disjoint pairs of each kind per call where a Fisher test runs; a shared batch needs no statistics
-    layout = {"none": (8, 8), "channel": (64, 2), "batch": (2, 2)}[prof.sharing]
+    layout = {"none": (8, 8), "channel": (64, 2), "batch": (2, 2), "batch_per_channel": (2, 64)}[prof.sharing]
     shape = (*layout, *_SPATIAL)
     try:
         batch = _draw_calls(adapter, ctx, cid, shape, calls)
     except CallFailure as exc:
         return failure_result(cid, ctx, exc)
     d = batch.dropped.view(calls, *shape)
-    shared = {"channel": prof.sharing in ("channel", "batch"), "batch": prof.sharing == "batch"}
+    shared = {"channel": prof.sharing in ("channel", "batch"), "batch": prof.sharing in ("batch", "batch_per_channel")}
     # disjoint pairs: channels (2j, 2j + 1) of every sample, samples (2i, 2i + 1) of every channel (of channel 0
-    # alone when channels share a mask: the other channels would repeat its rows)
+    # alone when channels share a mask, of sample 0 alone when samples do: the others would repeat its rows)
     ch = slice(0, 1) if shared["channel"] else slice(None)
-    pairs = {"channel": (d[:, :, 0::2], d[:, :, 1::2]), "batch": (d[:, 0::2, ch], d[:, 1::2, ch])}
+    sa = slice(0, 1) if shared["batch"] else slice(None)
+    pairs = {"channel": (d[:, sa, 0::2], d[:, sa, 1::2]), "batch": (d[:, 0::2, ch], d[:, 1::2, ch])}
     res, details = {}, {"p_u": p_u, "declared": prof.sharing}
     for name, (a, b) in pairs.items():
         f = fisher_pair(_unit_rows(a, lat), _unit_rows(b, lat))
@@ -266,7 +269,8 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
         details.update({f"{name}_codrop": f["codrop"], f"{name}_conditional": f["conditional"],
                         f"{name}_marginal": f["marginal"], f"{name}_lift": f["lift"], f"{name}_differ": differ})
     worst = min(res, key=res.__getitem__)
-    n = int(_unit_rows(pairs["batch"][0], lat).numel())
+    tested = next((k for k in ("batch", "channel") if not shared[k]), "batch")
+    n = int(_unit_rows(pairs[tested][0], lat).numel())
 
     def says(name: str) -> str:
         got = details[f"{name}_conditional"]
@@ -289,7 +293,7 @@ def check_sharing(adapter, ctx: Context) -> CheckResult:
 # ------------------------------------------------------------------------- maps of one call, and streams
 def _maps_layout(sharing: str) -> tuple[int, int] | None:
     """``(N, C)`` of a call with 64 independent maps (one channel when channels share a mask)."""
-    return {"none": (8, 8), "channel": (64, 1)}.get(sharing)
+    return {"none": (8, 8), "channel": (64, 1), "batch_per_channel": (1, 64)}.get(sharing)
 
 
 def _pair_tests(a_maps: torch.Tensor, b_maps: torch.Tensor, lat: np.ndarray, mean_count: float) -> dict:

@@ -75,6 +75,8 @@ def _independent_layout(sharing: str, n_maps: int, spatial: tuple[int, ...]):
     if sharing == "batch":
         return (1, 1, *spatial), n_maps
     n_per_call, calls = batches_for(n_maps, spatial, channels)
+    if sharing == "batch_per_channel":  # the independent maps are the channels of one sample
+        return (1, n_per_call, *spatial), calls
     return (n_per_call, channels, *spatial), calls
 
 
@@ -85,7 +87,7 @@ def _draw(adapter, ctx: Context, seed_parts, spatial, p, k, n_maps):
     batch = draw_masks(adapter, shape, p, k, seed=ctx.seed(*parts), n_batches=calls, device=ctx.device,
                        dtype=ctx.dtype, timeout=ctx.timeout)
     dropped = batch.dropped
-    if adapter.profile.sharing != "none":
+    if adapter.profile.sharing in ("channel", "batch"):
         dropped = dropped[:, :1]
     return dropped.flatten(0, 1), shape
 
@@ -108,7 +110,10 @@ def run_points(adapter, ctx: Context, cid: str, point_fn, law_of=None, *, none: 
     """Run ``point_fn(adapter, ctx, cid, index, point, law, alpha_pt)`` at every valid point with a Bonferroni
     share of alpha. Returns ``(result, None, None)`` when the check skips or a call fails, else ``(None, rows,
     skipped)``."""
-    valid, skipped = valid_points(cid, ctx, adapter.profile, law_of)
+    prof = adapter.profile
+    if not adapter.capabilities.even_block and prof.even_policy != "reject":  # even sides are not asked for
+        prof = prof.replace(even_policy="reject", name=f"{prof.name} (even sides not served)")
+    valid, skipped = valid_points(cid, ctx, prof, law_of)
     if not valid:
         return make_result(cid, ctx, "skip", f"{none}: " + "; ".join(skipped)), None, None
     alpha_pt = ctx.alpha / len(valid)
@@ -154,7 +159,7 @@ def _gamma_power(gamma: float, n_cov: int, n: int, alpha: float, rel: float) -> 
 def maps_drawn(sharing: str, n_maps: int, spatial: tuple[int, ...]) -> int:
     """Independent maps :func:`_draw` returns when asked for ``n_maps`` (whole calls, so at least as many)."""
     shape, calls = _independent_layout(sharing, n_maps, tuple(spatial))
-    return calls * shape[0] * (shape[1] if sharing == "none" else 1)
+    return calls * shape[0] * (shape[1] if sharing in ("none", "batch_per_channel") else 1)
 
 
 def lattice_design(law: DropBlockLaw, ctx: Context, alpha_pt: float) -> tuple[np.ndarray, int, float, int]:
@@ -295,6 +300,7 @@ def _position_check(adapter, ctx: Context, cid: str) -> CheckResult:
                                       show=ctx.show_units([tuple(worst["worst"])], float(worst["exact"]))),
         details={"observed": worst["observed"], "expected": worst["expected"], "block_size": worst["block_size"],
                  "drop_prob": worst["drop_prob"], "points": summary, "skipped_points": skipped,
+                 "observed_points": [r["observed"] for r in rows],
                  "mde_gamma": mde_gamma if math.isfinite(mde_gamma) else None},
     )
 

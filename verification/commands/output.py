@@ -163,7 +163,12 @@ def print_summary(report: dict[str, Any]) -> None:
             print(f"    {clean_text(impl['message'], 400)}")
         for line in impl.get("not_run", []):
             print(f"    not run: {clean_text(line, 200)}")
-        devs = (impl.get("characterisation") or {}).get("deviations_from_paper", [])
+        character = impl.get("characterisation") or {}
+        if character.get("inferred_law") and character.get("fit_threshold"):  # position data were drawn
+            fits = ("no preset fits (max |z| above " f"{character.get('fit_threshold')})"
+                    if character.get("no_preset_fits") else f"closest preset {character.get('closest_profile')}")
+            print(f"    inferred law: --profile '{clean_text(character['inferred_law'], 200)}'; {fits}")
+        devs = character.get("deviations_from_paper", [])
         if devs:
             print(f"    deviations from paper: {clean_text(', '.join(devs), 400)}")
         for c in checks:

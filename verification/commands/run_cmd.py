@@ -36,8 +36,21 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="implementation spec (repeatable): reference[:preset], torchvision, timm, timm-legacy, "
                         "original, package.module:attr, or FRAMEWORK:package.module:attr(args)@layout; default: "
                         "the reference and every installed peer")
-    p.add_argument("--profile", help="declared profile to test against (default: the adapter's own; "
-                                     "'paper' for custom implementations)")
+    p.add_argument("--profile", help="declared law to test against, PRESET[+exact][,field=value...] (e.g. "
+                                     "'paper,sharing=channel'); default: the adapter's own, 'paper' for custom "
+                                     "implementations")
+    p.add_argument("--profile-file", metavar="FILE",
+                   help="declared law from a TOML file: 'base = PRESET' (default paper) and field = value lines")
+    p.add_argument("--contract", help="what the implementations promise to accept, e.g. 'even_block=reject,"
+                                      "zero_prob=reject,square_only,dims=2,raises=AssertionError'; default: "
+                                      "[tool.dropblock-conformance] contract in ./pyproject.toml, else the "
+                                      "implementation's dropblock_contract attribute")
+    p.add_argument("--reuse-instance", action="store_true",
+                   help="keep one instance of a module class across calls (per drop_prob and block_size), so that "
+                        "its state (a warm-up, a schedule) carries over; default: a new module for every call")
+    p.add_argument("--schedule", help="with --reuse-instance: the drop_prob schedule the module follows, "
+                                      "'linear:start=S,steps=N' (driven by step()) or 'warmup:calls=T' (gamma x "
+                                      "min(1, t/T) at the t-th call); checked by S.schedule")
     p.add_argument("--device", default="cpu", help="comma-separated devices (cpu,cuda); default cpu")
     p.add_argument("--dtype", default="float32,float16,bfloat16", help="comma-separated dtypes")
     p.add_argument("--budget", default="standard", choices=BUDGETS, help="sample-size budget")
@@ -88,7 +101,9 @@ def options_from_args(args: argparse.Namespace, *, complete: bool = True) -> Run
     if args.framework or args.layout or args.arg:
         impls = _framework_impls(args, impls)
     try:
-        options = RunOptions(impls=impls, profile=args.profile, devices=_list("device", args.device),
+        options = RunOptions(impls=impls, profile=_profile(args), contract=_contract(args),
+                             reuse_instance=bool(getattr(args, "reuse_instance", False)),
+                             schedule=getattr(args, "schedule", None), devices=_list("device", args.device),
                              dtypes=_list("dtype", args.dtype), budget=args.budget, alpha=args.alpha, seed=args.seed,
                              checks=checks, timeout=args.timeout, expectations=_expectations(args.expectations),
                              configs=list(args.config) or None)
@@ -99,6 +114,33 @@ def options_from_args(args: argparse.Namespace, *, complete: bool = True) -> Run
     except RunSetupError as exc:
         raise UsageError(_flag_names(str(exc))) from None
     return options
+
+
+def _profile(args: argparse.Namespace) -> str | None:
+    """``--profile``, or the law of ``--profile-file`` as a law string."""
+    path = getattr(args, "profile_file", None)
+    if path is None:
+        return args.profile
+    if args.profile is not None:
+        raise UsageError("give --profile or --profile-file, not both")
+    from dropblock import read_profile_file
+
+    try:
+        return read_profile_file(path).name
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"--profile-file: {exc}") from None
+
+
+def _contract(args: argparse.Namespace) -> str | None:
+    """``--contract``, else the contract of ./pyproject.toml (or None: the implementation's own attribute)."""
+    from ..contracts import ContractError, contract_from_pyproject, parse_contract
+
+    try:
+        if getattr(args, "contract", None) is not None:
+            return parse_contract(args.contract).to_string()
+        return contract_from_pyproject(".")
+    except ContractError as exc:
+        raise UsageError(f"--contract: {exc}") from None
 
 
 def _expectations(path: str | None) -> list[dict[str, str]] | None:
@@ -187,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
         from ..probe import Probes
         from ..runner import LOAD_TIMEOUT
 
-        probe = Probes(options.impls, profile=options.profile, timeout=max(options.timeout, LOAD_TIMEOUT)).start()
+        probe = Probes(options.impls, profile=options.profile, contract=options.contract,
+                       timeout=max(options.timeout, LOAD_TIMEOUT)).start()
     try:
         if not args.job:
             options = options_from_args(args)

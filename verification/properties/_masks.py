@@ -127,11 +127,15 @@ def lattice(geometry: MapGeometry) -> tuple[tuple[np.ndarray, ...], int]:
 def independent_masks(dropped: np.ndarray, sharing: str) -> np.ndarray:
     """The stack of independent masks ``(M, *sizes)`` from a dropped array ``(N, C, *sizes)``.
 
-    ``none``: every (sample, channel) map; ``channel``: the first channel of every sample; ``batch``: the first
-    map. The caller checks the sharing itself (that shared maps are equal).
+    The first map of each mask of :func:`verification.theory.mask_ids`, in mask order: ``none``, every
+    (sample, channel) map; ``channel``, the first channel of every sample; ``batch``, the first map;
+    ``batch_per_channel``, every channel of the first sample. The caller checks the sharing itself (that
+    shared maps are equal).
     """
-    if sharing == "none":
-        return dropped.reshape((-1,) + dropped.shape[2:])
-    if sharing == "channel":
-        return dropped[:, 0]
-    return dropped[:1, 0]
+    from dropblock import PRESETS
+
+    from ..theory import mask_ids
+
+    ids = mask_ids(dropped.shape[0], dropped.shape[1], PRESETS["paper"].replace(sharing=sharing)).ravel()
+    first = np.unique(ids, return_index=True)[1]
+    return dropped.reshape((-1,) + dropped.shape[2:])[first]

@@ -190,8 +190,9 @@ def mask_ids(batch: int, channels: int, profile: str | Profile = "paper") -> np.
 
     Maps with equal ids share one mask (identical masks); maps with different ids have independent masks.
     ``sharing="none"``: id ``n * C + c`` (one mask per map, paper Algorithm 1); ``"channel"``: id ``n``
-    (one mask per sample, shared by its channels); ``"batch"``: id 0 (one mask for everything). The ids
-    are the mask order of the reference sampler.
+    (one mask per sample, shared by its channels); ``"batch"``: id 0 (one mask for everything);
+    ``"batch_per_channel"``: id ``c`` (one mask per channel, shared by the samples). The ids are the mask
+    order of the reference sampler.
 
     Parameters
     ----------
@@ -216,6 +217,8 @@ def mask_ids(batch: int, channels: int, profile: str | Profile = "paper") -> np.
         return np.arange(n * c, dtype=np.int64).reshape(n, c)
     if sharing == "channel":
         return np.repeat(np.arange(n, dtype=np.int64)[:, None], c, axis=1)
+    if sharing == "batch_per_channel":
+        return np.repeat(np.arange(c, dtype=np.int64)[None, :], n, axis=0)
     return np.zeros((n, c), dtype=np.int64)
 
 

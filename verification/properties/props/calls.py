@@ -66,8 +66,9 @@ def reproduction(adapter: Any, call: str) -> str:
     return f"import torch\n# impl = <{getattr(adapter, 'name', adapter)!r}>\n{call}"
 
 
-def note_reproduction(adapter: Any, case: Case, seed: int, extra: str = "") -> None:
-    note("Reproduction:\n" + reproduction(adapter, _call_source(case, seed, extra=extra)))
+def note_reproduction(adapter: Any, case: Case, seed: int, extra: str = "", training: bool = True) -> None:
+    """Attach the snippet of this call to the example (the last one noted is the one a failure reports)."""
+    note("Reproduction:\n" + reproduction(adapter, _call_source(case, seed, training=training, extra=extra)))
 
 
 def seeded_call(adapter: Any, x: torch.Tensor, drop_prob: float, block_size: int, seed: int,
@@ -141,6 +142,11 @@ def _sharing_consistent(dropped: np.ndarray, sharing: str) -> str | None:
         differ = np.flatnonzero((flat != flat[:1]).any(axis=tuple(range(1, flat.ndim))))
         if differ.size:
             return f"map {int(differ[0])} differs from map 0 (profile shares one mask across the batch)"
+    if sharing == "batch_per_channel" and dropped.shape[0] > 1:
+        differ = np.flatnonzero((dropped != dropped[:1]).any(axis=tuple(range(1, dropped.ndim))))
+        if differ.size:
+            return (f"sample {int(differ[0])} has a mask different from sample 0's (profile shares each channel's "
+                    "mask across the batch)")
     return None
 
 

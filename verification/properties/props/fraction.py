@@ -19,9 +19,10 @@ import dropblock
 from dropblock import law as reference_law
 
 from .. import _masks, _stats
-from .calls import build_input, dropped_units as dropped_set, note_reproduction, probed, seeded_call
+from .calls import build_input, note_reproduction, probed, seeded_call
+from .calls import dropped_units as dropped_set
 from .common import SAMPLED_BUDGET, TARGET_POWER, Case, RunConfig, torch_seed
-from .strategies import _devices, _dtypes, drop_probs, supported_block
+from .strategies import _devices, _dtypes, drop_probs, served_sizes, supported_block
 
 
 @dataclass(frozen=True)
@@ -156,10 +157,10 @@ def check_drop_fraction_sampled(adapter: Any, case: FractionCase, config: RunCon
     design = fraction_design(prof, case, alpha)
     assume(design is not None)
     assert design is not None
-    per_call_maps = {"none": design.maps, "channel": design.maps, "batch": 1}[prof.sharing]
-    channels = {"none": 4, "channel": 2, "batch": 1}[prof.sharing]
+    per_call_maps = design.maps if prof.sharing != "batch" else 1
+    channels = {"none": 4, "channel": 2, "batch": 1, "batch_per_channel": per_call_maps}[prof.sharing]
     calls = 1 if prof.sharing != "batch" else design.maps
-    n = -(-per_call_maps // channels) if prof.sharing == "none" else per_call_maps
+    n = {"none": -(-per_call_maps // channels), "batch_per_channel": 1}.get(prof.sharing, per_call_maps)
     elements = calls * n * channels * math.prod(case.sizes)
     assume(elements <= SAMPLED_BUDGET and calls <= 64)
     shape = (n, channels, *case.sizes)
@@ -197,6 +198,7 @@ def fraction_cases(draw: Any, adapter: Any, config: RunConfig, dims: int) -> Fra
         sizes = (draw(st.integers(5, 32)), draw(st.integers(5, 32)))
     else:
         sizes = tuple(draw(st.integers(3, 10)) for _ in range(3))
+    sizes = served_sizes(adapter, sizes)
     k = supported_block(adapter, sizes, draw(st.integers(1, 7)))
     return FractionCase(
         sizes=sizes,

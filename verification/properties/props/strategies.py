@@ -35,6 +35,21 @@ def supported_block(adapter: Any, sizes: tuple[int, ...], k: int) -> int:
     return 1
 
 
+def served_sizes(adapter: Any, sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """``sizes`` as the implementation serves them: every side the largest one when its contract says square
+    maps only (``capabilities.square_only``)."""
+    if getattr(adapter.capabilities, "square_only", False):
+        return tuple(max(sizes) for _ in sizes)
+    return tuple(sizes)
+
+
+def served_drop_probs(adapter: Any):
+    """:func:`drop_probs`, without 0 when the implementation's contract rejects ``drop_prob = 0``."""
+    if getattr(adapter.capabilities, "zero_prob", True):
+        return drop_probs()
+    return st.one_of(st.sampled_from((0.1, 1.0, 0.5, 0.25)), st.floats(0.0, 1.0, exclude_min=True))
+
+
 def _dtypes(adapter: Any, config: RunConfig, wanted: tuple[str, ...] = _DTYPES) -> tuple[str, ...]:
     if config.dtypes is not None:
         wanted = tuple(d for d in wanted if d in config.dtypes)
@@ -71,11 +86,12 @@ def call_cases(draw: Any, adapter: Any, config: RunConfig, dims: int, grad: bool
     else:
         n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
         sizes = tuple(draw(st.integers(1, 6)) for _ in range(3))
+    sizes = served_sizes(adapter, sizes)
     k = supported_block(adapter, sizes, draw(st.integers(1, max(sizes) + 2)))
     return Case(
         shape=(n, c, *sizes),
         block_size=k,
-        drop_prob=draw(drop_probs()),
+        drop_prob=draw(served_drop_probs(adapter)),
         dtype=draw(st.sampled_from(_dtypes(adapter, config))),
         device=draw(st.sampled_from(_devices(adapter, config))),
         layout=draw(st.sampled_from(_LAYOUTS)),

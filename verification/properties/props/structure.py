@@ -64,7 +64,7 @@ def _lattice_bound(adapter: Any, case: Case) -> tuple[float, float, int]:
     gamma = reference_law.resolve_gamma(geometry, case.drop_prob, prof)
     picks, n_max = _masks.lattice(geometry)
     per_map = math.prod(len(p) for p in picks)
-    n_masks = {"none": case.shape[0] * case.shape[1], "channel": case.shape[0], "batch": 1}[prof.sharing]
+    n_masks = reference_law.mask_count(prof.sharing, case.shape[0], case.shape[1])
     p0 = _stats.rate(gamma, n_max)
     units = per_map * n_masks
     log10_all = units * math.log10(p0) if p0 > 0 else -math.inf
