@@ -82,7 +82,7 @@ def test_markdown_explains_every_verdict_family_and_failure():
     for verdict in IMPL_VERDICTS:
         assert f"**{verdict}**: {IMPL_VERDICT_TEXT[verdict]}" in md
     assert FAMILIES["T1"]["h0"].split(" ")[0] in md and "null hypothesis H0" in md
-    assert "effect 2.5 [2.3, 2.7] observed / exact interior drop rate" in md
+    assert "effect 2.5 [2.3, 2.7] implied / declared gamma at the worst point" in md
     assert "*What to do:* The normalising sum overflows in float16: accumulate it in float32" in md
     assert "🚫 unavailable" in md and "ImportError: no module named broken" in md and "⏸️ incomplete" in md
     assert summary(report)["overall"] == "does-not-conform"
@@ -95,7 +95,7 @@ def test_html_explains_every_verdict_and_advises():
         assert f'<span class="pill v-{verdict}">{verdict}</span></dt><dd>{CHECK_VERDICT_TEXT[verdict]}</dd>' in page
     for text in IMPL_VERDICT_TEXT.values():
         assert text in page
-    assert "What to do:" in page and "observed / exact interior drop rate" in page and "&lt; 1e-300" in page
+    assert "What to do:" in page and "implied / declared gamma at the worst point" in page and "&lt; 1e-300" in page
     # six bad verdicts and two float16 failures of 'every', the not-run check of 'stopped'
     assert page.count('class="finding ') == 9
     assert "<pre><code>import torch\nx = torch.ones(2)\nprint(x)</code></pre>" in page
