@@ -79,7 +79,7 @@ def _derived(base: Profile, changes: dict[str, Any], given: dict[str, Any]) -> P
 def resolve(where: str, profile: str | Profile, drop_prob: object, block_size: object, *, p: object = None,
             eps: object = None, gamma_scale: object = None, with_noise: object = None,
             couple_channels: object = None, scale_by_keep: object = None,
-            extra: dict[str, Any] | None = None, stacklevel: int = 3) -> tuple[object, object, Profile]:
+            extra: dict[str, Any] | None = None, stacklevel: int = 3) -> tuple[Any, Any, Profile]:
     """``(drop_prob, block_size, profile)`` of a call that may use a peer's keywords.
 
     ``where`` names the callable in messages; ``extra`` holds the keywords a layer took beyond its signature.

@@ -257,7 +257,7 @@ def parse_profile(text: str) -> Profile:
     if not text.strip() or any(not t for t in items):
         raise ValueError(f"empty item in profile {text!r}; write PRESET[+exact][,field=value...]")
     base = "paper" if "=" in items[0] else items.pop(0)
-    values: dict[str, str] = {}
+    values: dict[str, object] = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key.strip() or not value.strip():

@@ -235,7 +235,8 @@ def _gamma(checks: list[dict[str, Any]], t2, law, declared) -> dict[str, Any] | 
             rules[rule] = [resolve_gamma(map_geometry(tuple(sz), k, prof), p, prof) for *_, sz, k, p in points]
         except ValueError:
             continue
-    evidence = {"points": [f"{'x'.join(map(str, sz))},k={k},p={p:g}: {h}/{n}" for h, n, _, sz, k, p in points]}
+    evidence: dict[str, Any] = {
+        "points": [f"{'x'.join(map(str, sz))},k={k},p={p:g}: {h}/{n}" for h, n, _, sz, k, p in points]}
     if law.gamma_rule in rules and _rule_fit(points, rules[law.gamma_rule], law.gamma_scale) >= FIT_ALPHA:
         return {**evidence, "gamma_rule": law.gamma_rule, "gamma_scale": law.gamma_scale}
     plain = {r: _rule_fit(points, g, 1.0) for r, g in rules.items()}

@@ -48,5 +48,5 @@ def describe_exception(exc: BaseException, limit: int = 300) -> str:
         if frames:
             f = frames[-1]
             where = f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}"
-            text = clean_text(f"{f.line.strip()} (at {where})", limit)
+            text = clean_text(f"{(f.line or '').strip()} (at {where})", limit)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -199,7 +199,7 @@ def _complete_schedule(module: torch.nn.Module, schedule: Any, block_size: int, 
     with torch.random.fork_rng(devices=[x.device.index or 0] if x.device.type == "cuda" else []):
         if schedule.kind == "linear":
             for _ in range(schedule.steps):
-                module.step()
+                module.step()  # type: ignore[operator]
             return
         side = max(int(block_size), 1) if isinstance(block_size, int) else 1
         small = torch.ones((1, 1, *(side for _ in x.shape[2:])), dtype=x.dtype, device=x.device)

@@ -7,6 +7,8 @@ maximal coverage, which the exact law predicts for the schedule's ``drop_prob`` 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -63,7 +65,8 @@ def check_schedule(adapter, ctx: Context) -> CheckResult:
     dtype = getattr(torch, ctx.dtype)
     marks = schedule.checkpoints()
     level = ctx.alpha / len(marks)
-    rows, pvalues = [], []
+    rows: list[dict[str, Any]] = []
+    pvalues: list[float] = []
     try:
         module = adapter.new_instance(ctx.drop_prob, ctx.block_size, ctx.device)
         module.train(True)

@@ -220,7 +220,7 @@ def half_cases(draw: Any, adapter: Any, config: RunConfig) -> Case:
     at drop_prob 0.1); failures shrink towards the smallest shape that still fails."""
     if draw(st.booleans()):
         n, c = 8, draw(st.integers(60, 64))
-        sizes = (draw(st.integers(13, 14)), draw(st.integers(13, 14)))
+        sizes: tuple[int, ...] = (draw(st.integers(13, 14)), draw(st.integers(13, 14)))
     else:
         n, c = draw(st.integers(1, 8)), draw(st.integers(1, 64))
         sizes = (draw(st.integers(1, 14)), draw(st.integers(1, 14)))

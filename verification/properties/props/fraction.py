@@ -195,7 +195,7 @@ def check_drop_fraction_sampled(adapter: Any, case: FractionCase, config: RunCon
 @st.composite
 def fraction_cases(draw: Any, adapter: Any, config: RunConfig, dims: int) -> FractionCase:
     if dims == 2:
-        sizes = (draw(st.integers(5, 32)), draw(st.integers(5, 32)))
+        sizes: tuple[int, ...] = (draw(st.integers(5, 32)), draw(st.integers(5, 32)))
     else:
         sizes = tuple(draw(st.integers(3, 10)) for _ in range(3))
     sizes = served_sizes(adapter, sizes)

@@ -82,7 +82,7 @@ def call_cases(draw: Any, adapter: Any, config: RunConfig, dims: int, grad: bool
     """Small inputs of every supported dtype, device and layout, including tiny and non-square maps."""
     if dims == 2:
         n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
-        sizes = (draw(st.integers(1, 12)), draw(st.integers(1, 12)))
+        sizes: tuple[int, ...] = (draw(st.integers(1, 12)), draw(st.integers(1, 12)))
     else:
         n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
         sizes = tuple(draw(st.integers(1, 6)) for _ in range(3))
