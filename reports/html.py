@@ -25,6 +25,7 @@ from .model import (
     failing_checks,
     fmt_num,
     fmt_p,
+    inferred_law_text,
     matrix,
     mde_table,
     run_rows,
@@ -100,6 +101,7 @@ def _implementation(impl: dict[str, Any], index: int, drawn: list[dict[str, str]
     return {
         "anchor": f"impl-{index}", "name": impl.get("name", "?"), "version": impl.get("version", "–"),
         "profile": impl.get("profile", "–"), "closest": impl.get("closest_profile") or "–",
+        "inferred_law": inferred_law_text(impl),
         "spec": impl.get("spec", ""), "description": impl.get("description", ""), "message": impl.get("message", ""),
         "verdict": verdict, "verdict_text": VERDICT_TEXT.get(verdict, verdict), "partial": bool(impl.get("partial")),
         "counts": check_counts(checks), "counts_text": counts_text(check_counts(checks)),

@@ -21,6 +21,7 @@ from .model import (
     failing_checks,
     fmt_num,
     fmt_p,
+    inferred_law_text,
     matrix,
     mde_table,
     run_rows,
@@ -84,10 +85,11 @@ def _implementations(report: dict[str, Any]) -> list[str]:
             note = ("partial: " + note) if note else "partial (run stopped)"
         rows.append([f"**{md_text(impl.get('name', '?'))}**", md_text(impl.get("version", "–")),
                      md_text(impl.get("profile", "–")), md_text(impl.get("closest_profile") or "–"),
+                     _code(inferred_law_text(impl)) if impl.get("characterisation") else "–",
                      f"{IMPL_SYMBOLS.get(verdict, '⚠️')} {md_text(verdict)}",
                      md_text(counts_text(check_counts(impl.get("checks", [])))), md_text(note, MAX_MESSAGE)])
-    return _table(["implementation", "version", "declared profile", "closest profile", "verdict", "checks",
-                   "deviations from paper"], rows)
+    return _table(["implementation", "version", "declared profile", "closest profile", "inferred law", "verdict",
+                   "checks", "deviations from paper"], rows)
 
 
 def _matrix(report: dict[str, Any]) -> list[str]:

@@ -16,7 +16,8 @@ from verification.results import BAD_VERDICTS, CHECK_VERDICTS, IMPL_VERDICTS, ve
 
 __all__ = [
     "CHECK_VERDICTS", "IMPL_VERDICTS", "CELL_ORDER", "check_counts", "check_label", "family_sort_key", "families",
-    "matrix", "failing_checks", "mde_table", "design_table", "summary", "run_rows", "implementation_verdict", "fmt_num",
+    "matrix", "failing_checks", "mde_table", "design_table",
+    "inferred_law_text", "summary", "run_rows", "implementation_verdict", "fmt_num",
     "fmt_p", "fmt_ci", "dims_of", "statistical_checks", "expectation_rows", "P_FLOOR", "family_of", "counts_text",
 ]
 
@@ -165,6 +166,16 @@ def _span(values: list[float], fmt) -> str:
         return "–"
     lo, hi = min(values), max(values)
     return fmt(lo) if lo == hi else f"{fmt(lo)}–{fmt(hi)}"
+
+
+def inferred_law_text(impl: dict[str, Any]) -> str:
+    """The law inferred for an implementation as a ``--profile`` string, with "no preset fits" when the best
+    preset's fit is past the threshold (:mod:`verification.characterise`); "–" when none was inferred."""
+    c = impl.get("characterisation") or {}
+    law = c.get("inferred_law")
+    if not law:
+        return "–"
+    return f"{law} (no preset fits)" if c.get("no_preset_fits") else str(law)
 
 
 def design_table(report: dict[str, Any]) -> list[dict[str, str]]:
