@@ -130,7 +130,7 @@ class TimmAdapter(Adapter):
     """
 
     def __init__(self, with_noise: bool = False) -> None:
-        drop, version = peers.installed_timm_layers("timm")
+        drop, version = peers.installed_timm_layers("timm:with_noise" if with_noise else "timm")
         self._drop = drop
         self._fn = drop.drop_block_2d
         self._with_noise = with_noise
