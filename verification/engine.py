@@ -68,8 +68,8 @@ def plan_checks(adapter, *, devices: Iterable[str], dtypes: Iterable[str], alpha
                     continue
                 if check.fills is not None and adapter.profile.fill not in check.fills:
                     continue
-                if check.id == "S.schedule" and getattr(adapter, "schedule", None) is None:
-                    continue  # planned only with a declared schedule, so that it takes no alpha share otherwise
+                if any(getattr(adapter, name, None) is None for name in check.requires):
+                    continue
                 for dims in check.dims:
                     if dims not in caps.dims:
                         continue

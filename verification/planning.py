@@ -192,7 +192,7 @@ def item_id(spec: str, key: str) -> str:
 class _Declared:
     """What planning reads of an adapter (name, profile, capabilities), rebuilt from its probe info."""
 
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, info: dict[str, Any], schedule: str | None = None) -> None:
         from dropblock import Profile
 
         from .adapters import Capabilities
@@ -202,7 +202,7 @@ class _Declared:
         caps = {k: tuple(v) if isinstance(v, list) else v for k, v in info["capabilities"].items()
                 if k in Capabilities.__dataclass_fields__}
         self.capabilities = Capabilities(**caps)  # type: ignore[arg-type]
-        self.schedule: str | None = None  # the run's declared drop_prob schedule (S.schedule is planned with one)
+        self.schedule = schedule  # the run's declared drop_prob schedule (checks that require one use it)
 
 
 @dataclass
@@ -229,11 +229,9 @@ def plan_run(options: RunOptions, infos: dict[str, dict[str, Any] | None]) -> Pl
         if info is None:
             out.items.append(PlannedItem(spec, "load"))
             continue
-        declared = _Declared(info)
-        declared.schedule = options.schedule
-        plan = plan_checks(declared, devices=options.devices, dtypes=options.dtypes, alpha=options.alpha,
-                           budget=options.budget, base_seed=options.seed, timeout=SOFT_CALL_SHARE * options.timeout,
-                           spec=spec, only=options.checks)
+        plan = plan_checks(_Declared(info, options.schedule), devices=options.devices, dtypes=options.dtypes,
+                           alpha=options.alpha, budget=options.budget, base_seed=options.seed,
+                           timeout=SOFT_CALL_SHARE * options.timeout, spec=spec, only=options.checks)
         if options.configs:
             from .checks.grid import with_user_points
 

@@ -44,6 +44,9 @@ class CheckSpec:
     devices: tuple[str, ...] | None = None
     #: the profiles' ``fill`` values the check is planned for (None: every profile)
     fills: tuple[str, ...] | None = None
+    #: adapter attributes the check needs declared (not None) to be planned, e.g. ``("schedule",)``: a check
+    #: planned only then takes no alpha share from the others otherwise
+    requires: tuple[str, ...] = ()
     h0: str = ""
     statistic: str = ""
     method: str = ""
@@ -82,7 +85,7 @@ SUITE: tuple[CheckSpec, ...] = (
     CheckSpec("T7.count_distribution", _n.check_count_distribution, weight=1.0, dtypes=_FP32),
     CheckSpec("T7.cpu_vs_cuda", _v.check_cpu_vs_cuda, weight=1.0, dtypes=_FP32, devices=("cuda",)),
     CheckSpec("T8.noise_law", _z.check_noise_law, weight=1.0, dtypes=_FP32, fills=("noise",)),
-    CheckSpec("S.schedule", _sc.check_schedule, weight=1.0, dtypes=_FP32),
+    CheckSpec("S.schedule", _sc.check_schedule, weight=1.0, dtypes=_FP32, requires=("schedule",)),
 )
 
 
