@@ -29,3 +29,23 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, env: dict | None =
 
 def report_of(out: str | os.PathLike) -> dict:
     return json.loads((Path(out) / "report.json").read_text())
+
+
+#: Hard limit of one check (--timeout) in runs of misbehaving implementations: far above what a smoke check
+#: takes on a loaded 2-core machine, so that only an implementation that hangs runs into it.
+HANG_LIMIT = 20
+
+
+def run_module_impls(tmp: Path, module: str, source: str, names, *args: str, timeout: float = 600):
+    """Write ``source`` as ``tmp/<module>.py`` and run ``dropblock-verify run`` on ``module:<name>`` for each
+    name, then on the reference, at the smoke budget in float32 with a hard limit of :data:`HANG_LIMIT`
+    seconds; ``$MARKER_DIR`` is an empty folder the implementations may use (first-call markers).
+    Returns the completed process, ``report.json`` and the output folder."""
+    (tmp / f"{module}.py").write_text(source)
+    (tmp / "markers").mkdir()
+    out = tmp / "out"
+    impls = [a for name in names for a in ("--impl", f"{module}:{name}")]
+    proc = run_cli("run", *impls, "--impl", "reference", "--dtype", "float32", "--budget", "smoke", "--timeout",
+                   str(HANG_LIMIT), "--quiet", "--out", str(out), *args,
+                   env={"PYTHONPATH": str(tmp), "MARKER_DIR": str(tmp / "markers")}, timeout=timeout)
+    return proc, report_of(out), out

@@ -3,7 +3,7 @@ are recorded as such, the run goes on, and its exit status is never 0; the refer
 same invocation, still conforms with every one of its checks.
 
 Each hostile implementation below is correct (it calls the reference) except on the first call of the whole
-run (a marker file in ``$HOSTILE_DIR``), so that it costs one check, not all of them.
+run (a marker file in ``$MARKER_DIR``), so that it costs one check, not all of them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_util import report_of, run_cli
+from cli_util import HANG_LIMIT, report_of, run_cli, run_module_impls
 
 HOSTILE = textwrap.dedent('''
     import ctypes, os, signal, sys, threading, time
@@ -24,7 +24,7 @@ HOSTILE = textwrap.dedent('''
     from dropblock import drop_block2d
 
     def _first(name):
-        marker = os.path.join(os.environ["HOSTILE_DIR"], name)
+        marker = os.path.join(os.environ["MARKER_DIR"], name)
         try:
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
             return True
@@ -88,25 +88,18 @@ BROKEN = {
     "os_exit": ("crashed", "exit status 0"),
     "segfault": ("crashed", "signal 11 (SIGSEGV)"),
     "killed": ("crashed", "signal 9 (SIGKILL)"),
-    "c_hang": ("timeout", "time limit of 20 s"),
-    "swallows_timeout": ("timeout", "time limit of 20 s"),
+    "c_hang": ("timeout", f"time limit of {HANG_LIMIT} s"),
+    "swallows_timeout": ("timeout", f"time limit of {HANG_LIMIT} s"),
 }
-#: Hard limit of one check (--timeout): far above what a smoke check takes on a loaded 2-core machine, so that
-#: only the two hangs run into it.
-TIMEOUT = 20
+TIMEOUT = HANG_LIMIT
 
 
 @pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hostile")
-    (tmp / "hostile.py").write_text(HOSTILE)
-    (tmp / "markers").mkdir()
-    impls = [a for name in (*BROKEN, "leaks_thread", "grad_off") for a in ("--impl", f"hostile:{name}")]
     start = time.monotonic()
-    proc = run_cli("run", *impls, "--impl", "reference", "--dtype", "float32", "--budget", "smoke", "--timeout",
-                   str(TIMEOUT), "--quiet", "--out", str(tmp / "out"),
-                   env={"PYTHONPATH": str(tmp), "HOSTILE_DIR": str(tmp / "markers")}, timeout=900)
-    return proc, report_of(tmp / "out"), time.monotonic() - start, tmp / "out"
+    proc, report, out = run_module_impls(tmp_path_factory.mktemp("hostile"), "hostile", HOSTILE,
+                                         (*BROKEN, "leaks_thread", "grad_off"), timeout=900)
+    return proc, report, time.monotonic() - start, out
 
 
 def _impl(report, spec):

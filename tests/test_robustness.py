@@ -10,13 +10,14 @@ import textwrap
 
 import pytest
 import torch
-from cli_util import report_of, run_cli
+from cli_util import HANG_LIMIT, run_module_impls
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dropblock import PRESETS
 from dropblock.functional import drop_block2d
 from verification.cli import main
+from verification.planning import SOFT_CALL_SHARE
 from verification.runner import merge_runs
 
 MISBEHAVING = textwrap.dedent('''
@@ -71,7 +72,8 @@ MISBEHAVING = textwrap.dedent('''
 CASES = {
     "raises": ("error", "kaput"),
     # stopped by the per-call deadline (0.8 of the limit) or, where the check sets none, by the hard limit
-    "hangs": (("error", "did not return within 16 s"), ("timeout", "time limit of 20 s")),
+    "hangs": (("error", f"did not return within {SOFT_CALL_SHARE * HANG_LIMIT:g} s"),
+              ("timeout", f"time limit of {HANG_LIMIT} s")),
     "nan_out": ("fail", "NaN"),
     "wrong_shape": ("fail", "shape"),
     "wrong_dtype": ("fail", "dtype"),
@@ -83,23 +85,11 @@ CASES = {
 }
 
 
-#: Hard limit of one check (--timeout): far above what a smoke check takes on a loaded 2-core machine, so that
-#: only the hanging implementation runs into it.
-TIMEOUT = 20
-
-
 @pytest.fixture(scope="module")
 def misbehaving_run(tmp_path_factory):
     """One run of every misbehaving implementation, then the reference, in one invocation."""
-    tmp = tmp_path_factory.mktemp("misbehaving")
-    (tmp / "misbehaving.py").write_text(MISBEHAVING)
-    (tmp / "markers").mkdir()
-    out = tmp / "out"
-    impls = [a for name in CASES for a in ("--impl", f"misbehaving:{name}")]
-    proc = run_cli("run", *impls, "--impl", "reference", "--dtype", "float32", "--budget", "smoke", "--checks",
-                   "T0,T1", "--timeout", str(TIMEOUT), "--quiet", "--out", str(out),
-                   env={"PYTHONPATH": str(tmp), "MARKER_DIR": str(tmp / "markers")})
-    return proc, report_of(out), out
+    return run_module_impls(tmp_path_factory.mktemp("misbehaving"), "misbehaving", MISBEHAVING, CASES, "--checks",
+                            "T0,T1")
 
 
 @pytest.mark.parametrize("name", list(CASES))
