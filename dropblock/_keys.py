@@ -43,9 +43,18 @@ def profile_key(profile: Profile) -> str:
             preset = False
         if not preset:  # a dict display of the fields, written so that torch.compile can trace it
             key = "{" + ", ".join(f"{name!r}: {getattr(profile, name)!r}" for name in _FIELDS) + "}"
-        _key_of_profile[profile] = key
-        _profile_of_key[key] = profile
+        _remember(key, profile)
     return key
+
+
+def _remember(key: str, profile: Profile) -> None:
+    """Record ``key <-> profile``, except while torch.compile traces: dynamo guards on what it read from these
+    dicts, and a dict changed by the very frame being traced fails its own guard ("Guard failed on the same
+    frame it was created"). The presets are recorded at import, so compiled graphs find them."""
+    if torch.compiler.is_compiling():
+        return
+    _key_of_profile[profile] = key
+    _profile_of_key[key] = profile
 
 
 def profile_from_key(key: str) -> Profile:
@@ -67,8 +76,13 @@ def profile_from_key(key: str) -> Profile:
             profile = Profile(**ast.literal_eval(key))
         except (TypeError, ValueError, SyntaxError) as exc:
             raise ValueError(f"not a DropBlock profile: {key!r} ({exc}); presets are {', '.join(PRESETS)}") from None
-    _profile_of_key[key] = profile
+    _remember(key, profile)
     return profile
+
+
+for _name in PRESETS:
+    for _key in (_name, f"{_name}+exact"):
+        _remember(_key, get_profile(_key))
 
 
 def generator_key(generator: torch.Generator | None) -> int:
