@@ -2,8 +2,9 @@
 
 Environments are made by uv where nox finds it (``pip install "nox[uv]"``, ``uvx nox``), else by virtualenv
 and pip. uv installs from one cache by hard links, so the sessions that need torch with the peers (``verify``,
-``tests(peers)``, ``plugin``, ``bench``) hold one copy of torch and its CUDA libraries on disk between them;
-with pip each of them holds its own (about 6 GB). uv does not read pip's configuration: the index, extra
+``tests(peers)``, ``plugin``, ``bench``) hold one copy of torch and its CUDA libraries on disk between them
+(without triton where no NVIDIA driver is found: see NO_TRITON_OVERRIDE); with pip each of them holds its own
+(about 6 GB). uv does not read pip's configuration: the index, extra
 indexes, find-links and constraint files configured for pip (``pip config list``) are handed to uv, so that
 both backends install the same files.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 
@@ -35,6 +37,11 @@ PEER_PACKAGES = ("timm-1.0.22/timm", "dropblock-0.3.0/dropblock")
 PEER_SKIPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox", "peer-skips.txt")
 # Tests tests(peers) runs besides those: the reference under torch.compile, export and its custom operator.
 TORCH_VERSION_TESTS = ("tests/test_execution_modes.py", "tests/test_operator.py")
+# triton (about 0.9 GB) compiles torch.compile's kernels for NVIDIA GPUs; without an NVIDIA driver it is never
+# loaded (inductor compiles C++ for the CPU), so uv installs torch 2.14.1 without it there: an override whose
+# marker never holds drops the dependency. DROPBLOCK_TRITON=1 keeps it. (pip has no overrides: with the
+# virtualenv backend triton is installed as usual.)
+NO_TRITON_OVERRIDE = 'triton ; sys_platform == "never"'
 DOCS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 
 # pip option -> uv environment variable (uv's names for the same settings).
@@ -86,14 +93,28 @@ def _hand_pip_sources_to_uv() -> None:
 _hand_pip_sources_to_uv()
 
 
+def _without_triton(session: nox.Session) -> list[str]:
+    """uv's arguments that leave triton out (see NO_TRITON_OVERRIDE); none where a GPU driver is found, with
+    ``DROPBLOCK_TRITON=1``, or with the virtualenv backend."""
+    if (session.venv_backend != "uv" or os.environ.get("DROPBLOCK_TRITON") == "1"
+            or shutil.which("nvidia-smi") is not None):
+        return []
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox", "no-triton-overrides.txt")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(NO_TRITON_OVERRIDE + "\n")
+    return ["--overrides", path]
+
+
 def _install(session: nox.Session, torch_version: str, *extras: str, peers: bool = False) -> None:
+    overrides = _without_triton(session)
     if peers:
-        session.install(f"torch=={torch_version}", f"torchvision=={TORCHVISION}")
+        session.install(*overrides, f"torch=={torch_version}", f"torchvision=={TORCHVISION}")
         session.install("--no-deps", f"timm=={TIMM}")
     else:
-        session.install(f"torch=={torch_version}")
+        session.install(*overrides, f"torch=={torch_version}")
     spec = f".[{','.join(extras)}]" if extras else "."
-    session.install("-e", spec)
+    session.install(*overrides, "-e", spec)
     if peers:
         if not all(os.path.isdir(os.path.join(PEERS_DIR, p)) for p in PEER_PACKAGES):
             if session.venv_backend == "uv":
