@@ -159,6 +159,21 @@ def test_numpy_gamma_fault_does_not_conform(examples, seed):
     assert {"T1.lattice_rate[float32]", "T6.tiny_mask_law[float32]"} <= failed
 
 
+def test_drop_prob_the_arguments_cannot_carry_is_refused(examples):
+    """keep_prob = 1 - drop_prob is exactly 1.0 for drop_prob = -1e-20: the implementation would get a valid
+    call, so the bridge refuses it; a keep_prob that carries the bad value is passed on."""
+    adapter = load_adapter("numpy:numpy_dropblock:drop_block(x, 1 - keep_prob, block_size, rng=rng)@nhwc")
+    x = torch.rand(1, 2, 6, 6)
+    with pytest.raises(ValueError, match=r"drop_prob=-1e-20 cannot be passed to numpy_dropblock:drop_block: "
+                                         r"its arguments \(1 - keep_prob=0\.0, block_size=3\) are those of "
+                                         r"drop_prob=0\.0$"):
+        adapter(x, -1e-20, 3)
+    for spec, p in (("numpy:numpy_dropblock:drop_block(x, 1 - keep_prob, block_size, rng=rng)@nhwc", -0.1),
+                    (PAPER_NHWC, -1e-20)):
+        with pytest.raises(ValueError, match=r"^drop_prob must be in \[0, 1\]"):  # the implementation's own
+            load_adapter(spec)(x, p, 3)
+
+
 def test_numpy_implementation_ignoring_the_seed_is_non_deterministic(examples, seed):
     adapter = load_adapter("numpy:numpy_dropblock:drop_block_unseeded@nhwc")
     result = check_determinism(adapter, Context(base_seed=seed, spec=adapter.name))
