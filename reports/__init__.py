@@ -30,7 +30,9 @@ def render_html(report: dict[str, Any], *, plots: bool = True) -> str:
 
 
 def pip_freeze(timeout: float = 60.0) -> str:
-    """``python -m pip freeze`` of the running interpreter; a comment line when it cannot be run."""
+    """``python -m pip freeze`` of the running interpreter; where pip is not installed (an environment made by
+    uv), the installed distributions as ``name==version`` lines from their metadata, under a comment saying
+    so; a comment line when neither can be had."""
     try:
         proc = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True,
                               timeout=timeout, check=False)
@@ -38,8 +40,23 @@ def pip_freeze(timeout: float = 60.0) -> str:
         return f"# pip freeze could not be run: {exc}\n"
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        listed = _installed_distributions()
+        if "No module named pip" in why and listed:
+            return f"# pip is not installed; the installed distributions from their metadata\n{listed}"
         return f"# pip freeze failed: {why}\n"
     return proc.stdout
+
+
+def _installed_distributions() -> str:
+    """``name==version`` of every distribution on the interpreter's path, sorted by name (empty if none)."""
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            found.setdefault(name.lower(), f"{name}=={dist.version}")
+    return "".join(f"{line}\n" for _, line in sorted(found.items()))
 
 
 def _append_step_summary(markdown: str) -> None:

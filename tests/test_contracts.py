@@ -146,6 +146,12 @@ def test_exception_text_keeps_what_went_wrong(tmp_path, monkeypatch):
     assert text == "AssertionError: assert block_size % 2 == 1 (at bareimpl.py:2)"
     multi = RuntimeError("Traceback of the kernel:\n  frame 1\nshape mismatch: 11 vs 12\n")
     assert describe_exception(multi) == "RuntimeError: shape mismatch: 11 vs 12"
+    keras = ValueError("Exception encountered when calling layer 'drop_block2d' (type DropBlock2D).\n\ncannot "
+                       "compute Mul as input #1 was expected to be a half tensor but is a float tensor [Op:Mul]\n\n"
+                       "Call arguments received by layer 'drop_block2d' (type DropBlock2D):\n"
+                       "  \u2022 inputs=tf.Tensor(shape=(1, 6, 6, 2), dtype=float16)\n  \u2022 training=True")
+    assert describe_exception(keras) == ("ValueError: cannot compute Mul as input #1 was expected to be a half "
+                                         "tensor but is a float tensor [Op:Mul]")
 
 
 def test_version_per_implementation(tmp_path, monkeypatch):

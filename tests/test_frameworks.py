@@ -21,7 +21,7 @@ from verification.adapters import AdapterSpecError, AdapterUnavailable, load_ada
 from verification.adapters.frameworks import framework_spec, native_reproduction, parse_framework_spec
 from verification.adapters.frameworks.bridge import seed_after_manual_seed
 from verification.checks import Context
-from verification.checks.contract import check_determinism, check_output_contract, check_rescaling
+from verification.checks.contract import check_determinism
 from verification.engine import implementation_verdict, plan_checks, run_checks
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "frameworks"
@@ -39,8 +39,8 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _run_suite(spec: str, seed: int, dtypes=("float32",), only=None):
-    adapter = load_adapter(spec)
+def _run_suite(spec: str, seed: int, dtypes=("float32",), only=None, contract=None):
+    adapter = load_adapter(spec, contract=contract)
     plan = plan_checks(adapter, devices=["cpu"], dtypes=list(dtypes), alpha=1e-3, budget="smoke",
                        base_seed=seed, timeout=60.0, spec=spec, only=only)
     results = run_checks(adapter, plan)
@@ -159,6 +159,21 @@ def test_numpy_gamma_fault_does_not_conform(examples, seed):
     assert {"T1.lattice_rate[float32]", "T6.tiny_mask_law[float32]"} <= failed
 
 
+def test_drop_prob_the_arguments_cannot_carry_is_refused(examples):
+    """keep_prob = 1 - drop_prob is exactly 1.0 for drop_prob = -1e-20: the implementation would get a valid
+    call, so the bridge refuses it; a keep_prob that carries the bad value is passed on."""
+    adapter = load_adapter("numpy:numpy_dropblock:drop_block(x, 1 - keep_prob, block_size, rng=rng)@nhwc")
+    x = torch.rand(1, 2, 6, 6)
+    with pytest.raises(ValueError, match=r"drop_prob=-1e-20 cannot be passed to numpy_dropblock:drop_block: "
+                                         r"its arguments \(1 - keep_prob=0\.0, block_size=3\) are those of "
+                                         r"drop_prob=0\.0$"):
+        adapter(x, -1e-20, 3)
+    for spec, p in (("numpy:numpy_dropblock:drop_block(x, 1 - keep_prob, block_size, rng=rng)@nhwc", -0.1),
+                    (PAPER_NHWC, -1e-20)):
+        with pytest.raises(ValueError, match=r"^drop_prob must be in \[0, 1\]"):  # the implementation's own
+            load_adapter(spec)(x, p, 3)
+
+
 def test_numpy_implementation_ignoring_the_seed_is_non_deterministic(examples, seed):
     adapter = load_adapter("numpy:numpy_dropblock:drop_block_unseeded@nhwc")
     result = check_determinism(adapter, Context(base_seed=seed, spec=adapter.name))
@@ -228,7 +243,9 @@ def test_layer_class_is_built_per_call_and_switched_to_eval(numpy_layer_module, 
 # --- other frameworks (where installed) ------------------------------------------------------------------------
 
 # Stand-ins for a bridge round trip: each framework's own dropout (not DropBlock) shows that arrays, seeding,
-# training mode and gradients cross the bridge.
+# training mode and gradients cross the bridge. Dropout scales by 1 / (1 - p), not by the kept count, and
+# tf.nn.dropout rejects p = 1, so the DropBlock checks of the output and its scale (T0.output_contract,
+# T0.rescaling) do not apply to them; what the bridge itself carries is checked directly.
 ROUND_TRIPS = [
     pytest.param(JAX_PAPER, "jax", id="jax"),
     pytest.param("tensorflow:tensorflow.nn:dropout(x, rate=drop_prob)", "tensorflow", id="tensorflow"),
@@ -245,10 +262,25 @@ def test_bridge_round_trip(spec, module, examples, seed):
         pytest.skip(f"{module} is not installed")
     adapter = load_adapter(spec)
     assert module in adapter.version
-    ctx = Context(base_seed=seed, spec=spec)
-    for check in (check_output_contract, check_determinism, check_rescaling):
-        result = check(adapter, ctx)
-        assert result.verdict == "pass", (check.__name__, result.message)
+    result = check_determinism(adapter, Context(base_seed=seed, spec=spec))
+    assert result.verdict == "pass", result.message
+    x = (torch.rand(2, 3, 12, 12) + 0.5).requires_grad_(True)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        out = adapter(x, 0.5, 3)
+        again = adapter(x.detach(), 0.5, 3)
+        torch.manual_seed(seed)
+        repeat = adapter(x.detach(), 0.5, 3)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(out.detach(), repeat) and not torch.equal(out.detach(), again)
+    factor = out.detach() / x.detach()  # 0 where dropped, the scale where kept
+    kept = factor[factor != 0]
+    assert 0 < kept.numel() < factor.numel()
+    torch.testing.assert_close(kept, torch.full_like(kept, float(kept[0])))
+    g = torch.rand_like(out)
+    (grad,) = torch.autograd.grad(out, x, g)
+    torch.testing.assert_close(grad, g * factor)  # the framework's gradient of a map linear in x
+    assert torch.equal(adapter(x.detach(), 0.5, 3, training=False), x.detach())
 
 
 @pytest.mark.parametrize("dtypes, only", [
@@ -265,15 +297,19 @@ def test_jax_paper_law_conforms(dtypes, only, examples, seed):
 @pytest.mark.skipif(not (_has("keras_cv") and _has("keras")), reason="keras-cv is not installed")
 def test_keras_cv_row_bound_and_all_dropped(seed):
     """keras-cv 0.9 ``DropBlock2D`` bounds rows by the width (a wrong seed region when H != W) and divides by
-    the kept fraction with no guard (NaN when everything drops); on square maps its law is the paper's."""
+    the kept fraction with no guard (NaN when everything drops); on square maps its seed region is right."""
     spec = "keras:keras_cv.layers:DropBlock2D(rate=drop_prob, block_size=block_size, dtype=dtype)"
     verdict, results = _run_suite(spec, seed, only=["T0", "P.all_dropped", "T2.position_profile", "T6"])
     assert verdict == "does-not-conform"
-    assert results["T2.position_profile[float32]"].verdict == "fail"  # 9 x 12 maps: rows 7, 8 seed
-    assert results["T0.opening[float32]"].verdict == "fail"  # 9 x 11 maps
+    assert results["T2.position_profile[float32]"].verdict == "fail"  # H != W: seed rows bounded by W
+    assert results["T0.opening[float32]"].verdict == "fail"  # blocks anchored outside the seed region
+    assert results["T6.tiny_mask_law[float32]"].verdict == "fail"  # 6 x 4 maps
     assert "NaN" in results["P.all_dropped[float32]"].message
-    assert results["T6.tiny_mask_law[float32]"].verdict == "pass"  # 5 x 5: square
-    assert results["T0.rescaling[float32]"].verdict == "pass"
+    assert "NaN" in results["T0.rescaling[float32]"].message  # the everything-dropped case
+    # the same checks on square maps only (a square-only contract): the seed region is the paper's
+    verdict, results = _run_suite(spec, seed, only=["T0.opening", "T2.position_profile", "T6"],
+                                  contract="square_only")
+    assert verdict == "conforms", {k: r.message for k, r in results.items() if r.verdict != "pass"}
 
 
 @pytest.mark.skipif(os.environ.get("TF_USE_LEGACY_KERAS") != "1" or not _has("keras_drop_block"),
@@ -288,16 +324,20 @@ def test_keras_drop_block_sync_channels_scales_by_the_channel_count(seed):
 
 
 def test_square_only_tensorflow_function_through_the_bridge(examples, seed):
-    """The square-only TF example (as the authors' TPU code): every check on square maps passes; those on
-    H != W maps meet its ValueError (a declared square-only contract is what turns them into skips)."""
+    """The square-only TF example (as the authors' TPU code): with the square-only contract declared every
+    check runs on square maps, with no error, and it conforms; without it a check on H != W maps meets its
+    ValueError."""
     if not _has("tensorflow"):
         pytest.skip("tensorflow is not installed")
     spec = "tf:tf_dropblock:drop_block(x, keep_prob, block_size)"
-    _, results = _run_suite(spec, seed, only=["T0", "P.all_dropped", "T1.lattice_rate", "T6", "T2.position_profile"])
-    square = {"P.all_dropped[float32]", "T1.lattice_rate[float32]", "T6.tiny_mask_law[float32]"}
-    assert all(results[k].verdict == "pass" for k in square), {k: results[k].message for k in square}
-    others = {k: r for k, r in results.items() if k not in square}
-    assert all(r.verdict == "error" and "square maps only" in r.message for r in others.values())
+    _, results = _run_suite(spec, seed, only=["T2.position_profile"])
+    result = results["T2.position_profile[float32]"]
+    assert result.verdict == "error" and "square maps only" in result.message, result.message
+    only = ["T0", "P.all_dropped", "T1.lattice_rate", "T2.position_profile", "T6"]
+    verdict, results = _run_suite(spec, seed, only=only, contract="square_only")
+    assert verdict == "conforms", {k: r.message for k, r in results.items() if r.verdict != "pass"}
+    assert {"T0.opening[float32]", "T2.position_profile[float32]", "T6.tiny_mask_law[float32]"} <= set(results)
+    assert not [k for k, r in results.items() if r.verdict == "error"]
     adapter = load_adapter(spec)
     ctx = Context(base_seed=seed, spec=spec)
     x = (torch.rand(2, 3, 8, 8) + 0.5).requires_grad_(True)

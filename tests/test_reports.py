@@ -345,6 +345,19 @@ def test_render_all_atomic_and_step_summary(tmp_path, monkeypatch):
     assert freeze.startswith("#") or "==" in freeze or " @ " in freeze
 
 
+def test_pip_freeze_without_pip_lists_the_installed_distributions(monkeypatch):
+    import subprocess
+    from importlib.metadata import version
+
+    def no_pip(*args, **kwargs):
+        return subprocess.CompletedProcess(args, 1, "", "/venv/bin/python: No module named pip\n")
+
+    monkeypatch.setattr(subprocess, "run", no_pip)
+    text = reports.pip_freeze()
+    assert text.startswith("# pip is not installed; the installed distributions from their metadata\n")
+    assert f"pytest=={version('pytest')}\n" in text
+
+
 def test_render_all_failed_write_keeps_old_file(tmp_path, monkeypatch):
     (tmp_path / "report.md").write_text("old", encoding="utf-8")
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)

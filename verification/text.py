@@ -16,6 +16,10 @@ __all__ = ["clean_text", "last_line", "describe_exception"]
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
 # C0 and C1 control characters other than tab and newline
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# the listing of the call's arguments that Keras appends to an error raised inside a layer ("Call arguments
+# received by layer 'name' (type Cls):" in Keras 2, "Arguments received by Cls.call():" in Keras 3, then one
+# "• name=value" line per argument)
+_ARGUMENT_LISTING = re.compile(r"^(Call arguments|Arguments) received by\b")
 
 
 def clean_text(text: object, limit: int | None = None) -> str:
@@ -31,8 +35,11 @@ def clean_text(text: object, limit: int | None = None) -> str:
 
 def last_line(text: object, limit: int = 300) -> str:
     """The last non-empty line of ``text`` (cleaned): the line that says what went wrong in a multi-line
-    exception message, whose first line is often a header."""
+    exception message, whose first line is often a header. A trailing listing of the call's arguments (as
+    Keras appends one to an error raised inside a layer) is not that line: the last line before it is."""
     lines = [ln.strip() for ln in clean_text(text).splitlines() if ln.strip()]
+    cut = next((i for i, ln in enumerate(lines) if i > 0 and _ARGUMENT_LISTING.match(ln)), len(lines))
+    lines = lines[:cut]
     return clean_text(lines[-1], limit) if lines else ""
 
 

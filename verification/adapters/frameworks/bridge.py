@@ -17,7 +17,9 @@ back. On each call it
    run inside a :class:`torch.autograd.Function` whose backward is the framework's own vector-Jacobian
    product (:meth:`Bridge.vjp`).
 
-Only CPU tensors are bridged (``Capabilities.devices == ("cpu",)``).
+A ``drop_prob`` outside [0, 1] whose arguments come out as those of a valid call (``keep_prob = 1 -
+drop_prob`` is exactly 1.0 for ``drop_prob = -1e-20``) raises ValueError before the call: the implementation
+could not tell it from the valid one. Only CPU tensors are bridged (``Capabilities.devices == ("cpu",)``).
 """
 
 from __future__ import annotations
@@ -257,6 +259,7 @@ class FrameworkAdapter(Adapter):
         xl = x.permute(perm) if perm else x
         values = {"drop_prob": drop_prob, "keep_prob": 1 - drop_prob, "block_size": block_size,
                   "training": training, "seed": seed, "dtype": str(x.dtype).replace("torch.", "")}
+        self._refuse_unrepresentable(values)
 
         def run(inp: Any) -> Any:
             return self._run(inp, values=values, seed=seed, training=training)
@@ -269,6 +272,28 @@ class FrameworkAdapter(Adapter):
             raise ValueError(f"{self._spec.target} returned shape {tuple(out.shape)} for a "
                              f"{self._spec.layout.upper()} input of shape {tuple(xl.shape)}")
         return out.permute(inverse) if inverse else out
+
+    def _refuse_unrepresentable(self, values: dict[str, Any]) -> None:
+        """Raise ValueError for a ``drop_prob`` outside [0, 1] that the implementation's arguments cannot carry:
+        they come out the same, bit for bit, as for the nearest valid ``drop_prob`` (``keep_prob = 1 -
+        drop_prob`` is exactly 1.0 for ``drop_prob = -1e-20``), so the call would be a valid one. Such a
+        call cannot be made; any other, a ``keep_prob`` of 1.1 included, is passed on unchanged."""
+        p = values["drop_prob"]
+        if not (p < 0.0 or p > 1.0):  # in range, or NaN (which every expression of it carries)
+            return
+        nearest = {**values, "drop_prob": min(max(p, 0.0), 1.0)}
+        nearest["keep_prob"] = 1 - nearest["drop_prob"]
+        sources = [s for s in (*self._args, *(v for _, v in self._kwargs))
+                   if not names_of([s]) & {"x", "rng", "key"}]
+        try:
+            got = [self._spec.evaluate(s, values) for s in sources]
+            same = [self._spec.evaluate(s, nearest) for s in sources]
+        except Exception:  # an expression that fails on these values: the call itself shows what happens
+            return
+        if [repr(v) for v in got] == [repr(v) for v in same]:
+            shown = ", ".join(f"{s}={v!r}" for s, v in zip(sources, got))
+            raise ValueError(f"drop_prob={p!r} cannot be passed to {self._spec.target}: its arguments ({shown}) "
+                             f"are those of drop_prob={nearest['drop_prob']!r}")
 
     def setup_source(self) -> str:
         return (
