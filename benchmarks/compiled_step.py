@@ -2,7 +2,8 @@
 
 Usage::
 
-    python -m benchmarks.compiled_step [--batch 4] [--rounds 12] [--stages 0,1,2,3] [--json OUT]
+    python -m benchmarks.compiled_step [--batch 4] [--rounds 12] [--stages 0,1,2,3] [--variants ...]
+        [--clock wall|cpu] [--threads N] [--json OUT]
 
 The block is the ResNet-50 bottleneck (1x1 conv to ``C / 4`` channels, 3x3 conv, 1x1 conv back to ``C``, each
 followed by batch norm, ReLU after the first two and after the residual sum), at the four stage shapes of
@@ -22,9 +23,12 @@ mean-square loss compiled together (``torch.compile(lambda x: block(x).square().
 step. Steps run in interleaved rounds (every variant once per
 round, in a rotating order, so that drifting load on a shared machine hits them alike); a variant's overhead
 is the median over rounds of ``time(variant) / time(none)`` in the same round, minus 1, and its step is compared
-with the matching timm step (``timm:per-channel`` for ``ref:paper``, ``timm`` otherwise) by the median of
-``time(variant) / time(timm step)``. Graph breaks are counted by
-``torch._dynamo.explain``.
+with the matching timm step (``timm:per-channel`` for ``ref:paper``, ``timm`` otherwise) by the median (and
+quartiles) of ``time(variant) / time(timm step)`` in the same round. Graph breaks are counted by
+``torch._dynamo.explain``. ``--variants`` runs some of the variants only (``none`` always runs: the overheads
+are taken against it). ``--clock cpu`` times steps in CPU time of the process (``time.process_time``) rather
+than elapsed time: on a machine shared with other jobs, elapsed time also counts the time the process waited
+for a core, which hits the variants of a round unevenly.
 """
 
 from __future__ import annotations
@@ -90,10 +94,15 @@ def _step(block: nn.Module, backend: str):
     return step
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, backend: str,
-              variants: tuple[str, ...] = VARIANTS) -> list[dict]:
+              variants: tuple[str, ...] = VARIANTS, clock: str = "wall") -> list[dict]:
     """One row per variant: median step time, overhead against ``none`` (median of per-round ratios, with
-    the quartiles of those ratios), and graph breaks."""
+    the quartiles of those ratios), and graph breaks. ``clock``: ``"wall"`` (``time.perf_counter``) or
+    ``"cpu"`` (``time.process_time``, the CPU time of the process's threads)."""
+    now = CLOCKS[clock]
     torch.manual_seed(0)
     base = Bottleneck(channels, nn.Identity()).train()
     x = torch.randn(batch, channels, side, side)
@@ -111,18 +120,19 @@ def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, ba
     for r in range(rounds):
         order = variants[r % len(variants):] + variants[: r % len(variants)]
         for variant in order:
-            start = time.perf_counter()
+            start = now()
             steps[variant](x)
-            times[variant].append(time.perf_counter() - start)
+            times[variant].append(now() - start)
     rows = []
     for variant in variants:
         ratios = sorted(t / b for t, b in zip(times[variant], times["none"]))
         q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
         peer = "timm:per-channel" if variant == "ref:paper" and "timm:per-channel" in times else "timm"
-        vs_timm = [t / u for t, u in zip(times[variant], times[peer])] if peer in times else [math.nan]
+        vs_timm = sorted(t / u for t, u in zip(times[variant], times[peer])) if peer in times else [math.nan]
+        q_timm = statistics.quantiles(vs_timm, n=4) if len(vs_timm) > 1 else [vs_timm[0]] * 3
         rows.append({"shape": [batch, channels, side, side], "variant": variant,
                      "median_ms": 1e3 * statistics.median(times[variant]),
-                     "vs_timm": statistics.median(vs_timm),
+                     "vs_timm": statistics.median(vs_timm), "vs_timm_q1": q_timm[0], "vs_timm_q3": q_timm[2],
                      "overhead_pct": 100 * (statistics.median(ratios) - 1),
                      "overhead_q1_pct": 100 * (q[0] - 1), "overhead_q3_pct": 100 * (q[2] - 1),
                      "graph_breaks": breaks[variant], "rounds": rounds})
@@ -130,15 +140,32 @@ def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, ba
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| shape | variant | step (ms, median) | overhead vs none (median [q1, q3]) | step / timm step | "
-             "graph breaks |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| shape | variant | step (ms, median) | overhead vs none (median [q1, q3]) | "
+             "step / timm step (median [q1, q3]) | graph breaks |", "|---|---|---:|---:|---:|---:|"]
     for row in rows:
         overhead = ("" if row["variant"] == "none" else
                     f"{row['overhead_pct']:+.1f}% [{row['overhead_q1_pct']:+.1f}, {row['overhead_q3_pct']:+.1f}]")
         shape = "x".join(map(str, row["shape"]))
-        lines.append(f"| {shape} | {row['variant']} | {row['median_ms']:.1f} | {overhead} | {row['vs_timm']:.3f} | "
+        vs_timm = (f"{row['vs_timm']:.3f}" if math.isnan(row["vs_timm"]) else
+                   f"{row['vs_timm']:.3f} [{row['vs_timm_q1']:.3f}, {row['vs_timm_q3']:.3f}]")
+        lines.append(f"| {shape} | {row['variant']} | {row['median_ms']:.1f} | {overhead} | {vs_timm} | "
                      f"{row['graph_breaks']} |")
     return "\n".join(lines)
+
+
+def select_variants(spec: str) -> tuple[str, ...]:
+    """The variants named in ``spec`` (comma-separated), in the order of :data:`VARIANTS`, with ``none``.
+
+    Raises
+    ------
+    ValueError
+        A name that is not in :data:`VARIANTS`.
+    """
+    names = {name.strip() for name in spec.split(",") if name.strip()}
+    unknown = sorted(names - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    return tuple(v for v in VARIANTS if v in names or v == "none")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -147,20 +174,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--stages", default="0,1,2,3", help="indices into the four stage shapes")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, among {', '.join(VARIANTS)} (none is always run)")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend (inductor by default)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall: elapsed time; cpu: CPU time of the process (not inflated by other jobs "
+                             "taking the cores; with --threads 1, the step's own time)")
     parser.add_argument("--json", default=None, help="write the rows and the run's metadata here")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    variants = select_variants(args.variants)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for index in (int(i) for i in args.stages.split(",")):
         channels, side = STAGES[index]
-        rows += run_stage(channels, side, args.batch, args.rounds, args.warmup, args.backend)
+        rows += run_stage(channels, side, args.batch, args.rounds, args.warmup, args.backend, variants, args.clock)
         print(table([r for r in rows if r["shape"][1] == channels]), flush=True)
     print()
     print(table(rows))
@@ -169,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 
         meta = {"torch": torch.__version__, "timm": timm.__version__, "dropblock": dropblock.__version__,
                 "kernel": dropblock._native.status(), "threads": torch.get_num_threads(),
-                "machine": platform.processor() or platform.machine(), "backend": args.backend}
+                "machine": platform.processor() or platform.machine(), "backend": args.backend,
+                "clock": args.clock}
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "rows": rows}, fh, indent=1)
     return 0

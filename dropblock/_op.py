@@ -1,15 +1,15 @@
 """The reference as PyTorch operators: ``dropblock::drop_block``, its in-place form, its backward, and the draw
 alone as a multiplier (``dropblock::drop_block_mask``) for ``torch.compile``.
 
-Built with ``torch.library.custom_op`` as the PyTorch documentation on custom operators recommends for a
-kernel that torch cannot trace (https://docs.pytorch.org/docs/stable/library.html, "Creating new custom ops
-in Python", and the Custom Operators landing page): a kernel for real tensors, a fake kernel
-(``register_fake``) that gives the output shapes, dtypes and strides without data, for meta and fake tensors,
-``torch.compile``, ``torch.export`` and ``torch.fx``; an autograd formula (``register_autograd``) whose
-backward is again an operator, so that gradients of gradients are exact; ``torch.library.opcheck`` tests the
-registrations (``tests/test_execution_modes.py``). The forward operator is tagged
-``torch.Tag.nondeterministic_seeded``, so that graph passes neither merge two calls nor recompute one in the
-backward pass.
+Built (all but ``drop_block_mask``, see below) with ``torch.library.custom_op`` as the PyTorch documentation
+on custom operators recommends for a kernel that torch cannot trace
+(https://docs.pytorch.org/docs/stable/library.html, "Creating new custom ops in Python", and the Custom
+Operators landing page): a kernel for real tensors, a fake kernel (``register_fake``) that gives the output
+shapes, dtypes and strides without data, for meta and fake tensors, ``torch.compile``, ``torch.export`` and
+``torch.fx``; an autograd formula (``register_autograd``) whose backward is again an operator, so that
+gradients of gradients are exact; ``torch.library.opcheck`` tests the registrations
+(``tests/test_operator.py``). The forward operator is tagged ``torch.Tag.nondeterministic_seeded``, so that
+graph passes neither merge two calls nor recompute one in the backward pass.
 
 Schemas carry tensors, numbers and strings only (``torch.library.infer_schema``), so:
 
@@ -31,17 +31,23 @@ Under ``torch.compile`` (not ``torch.export``) the public functions call ``dropb
 and write the product as torch operations (:func:`dropblock.functional._masked_product`): an opaque operator
 would make the compiler write its input to memory and read its output back, where the product of a multiplier
 fuses with the neighbouring operations (and autograd differentiates it to every order). Both forms give the
-same numbers for the same generator state.
+same numbers for the same generator state. That operator runs once per training step between the compiled
+kernels, where its cost is mostly the Python it runs with cold caches: it is registered with the lower-level
+``torch.library.Library`` (no autograd wrapper; it has no differentiable output), caches what depends on its
+static arguments only, and draws a contiguous multiplier (masks shared by channels or by the batch) with the
+CPU kernel.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+from functools import lru_cache
 
 import torch
 from torch import Tensor
 
-from . import _native, functional
+from . import functional
 from ._keys import generator_of, profile_from_key
 
 __all__ = ["drop_block", "drop_block_inplace", "drop_block_mask", "drop_block_backward", "record_size"]
@@ -135,7 +141,16 @@ def _drop_block_inplace_fake(x, drop_prob, block_size, spatial_dims, profile, ge
 
 
 # ------------------------------------------------------------------------------------------- mask form
-@torch.library.custom_op("dropblock::drop_block_mask", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,))
+# Defined with torch.library.Library rather than custom_op: the draw runs once per step amid the compiled
+# graph's kernels, where a custom_op's extra Python layers (its autograd and dispatch wrappers, the operator's
+# only tensor input being a number) cost more than the draw itself. The operator has no autograd formula:
+# nothing it returns is differentiable.
+_LIB = torch.library.Library("dropblock", "FRAGMENT")
+_LIB.define("drop_block_mask(SymInt[] shape, ScalarType dtype, Device device, Tensor drop_prob, SymInt block_size, "
+            "SymInt spatial_dims, str profile, SymInt generator) -> Tensor",
+            tags=(torch.Tag.nondeterministic_seeded, torch.Tag.pt2_compliant_tag))
+
+
 def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, drop_prob: Tensor, block_size: int,
                     spatial_dims: int, profile: str, generator: int) -> Tensor:
     """The draw of :func:`drop_block` for an input of this shape, dtype and device, as a multiplier.
@@ -146,21 +161,29 @@ def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, 
     :func:`drop_block` for the same generator state: ``scale`` is taken in float32 below float64, as the kernel
     and the torch path take it. A float multiplier rather than a bool mask, because inductor's CPU code loads
     bool masks one element at a time. It takes no input tensor, so that ``torch.compile`` need not compute the
-    input before the draw and can fuse the product with its neighbours. The draw runs as torch operations (the
-    same numbers as the CPU kernel's).
+    input before the draw and can fuse the product with its neighbours. The multiplier's masks are drawn as
+    the input's would be (the same seeds, count and scale): a contiguous multiplier (masks shared by channels
+    or by the batch) by the CPU kernel, the others by the torch path. Errors as :func:`drop_block`.
     """
-    like = torch.empty((), dtype=dtype, device=device).expand(shape)  # shape, dtype and device; no data
-    prof, out_dtype = _checked(like, spatial_dims, profile, inplace=False)
+    prof, m_shape, m_dtype, empty = _mask_spec(tuple(shape), dtype, spatial_dims, profile)
     p = _drop_prob_value(drop_prob)
-    mask_shape = tuple(functional.mask_shape(like.shape, prof.sharing))
-    m_dtype = _multiplier_dtype(out_dtype)
-    if like.numel() == 0 or p == 0.0:
-        return _new_multiplier(mask_shape, m_dtype, device).fill_(1.0)
-    source = generator_of(generator, like.device)
-    plan, scale = functional._draw_plan(like, out_dtype, p, functional.check_block_size(block_size), prof, source)
-    if isinstance(plan, _native.NativePlan):
-        plan = plan.block_plan()
-    return plan.fill_(_new_multiplier(mask_shape, m_dtype, device).fill_(scale))  # dropped units to +0
+    m = torch.empty(m_shape, dtype=m_dtype, device=device, memory_format=_FORMATS[len(m_shape)])
+    if empty or p == 0.0:
+        return m.fill_(1.0)
+    plan, scale = functional._draw_plan(m, m_dtype, p, functional.check_block_size(block_size), prof,
+                                        generator_of(generator, m.device))
+    return plan.apply_(m.fill_(scale), 1.0, m)  # in place with scale 1: only the dropped units are set, to +0
+
+
+_LIB.impl("drop_block_mask", drop_block_mask, "CompositeExplicitAutograd")
+
+
+@lru_cache(maxsize=256)
+def _mask_spec(shape: tuple[int, ...], dtype: torch.dtype, spatial_dims: int, profile: str):
+    """``(profile, multiplier shape, multiplier dtype, empty input)`` of a call (checked as the fake kernel
+    checks it; cached, as the draw runs once per training step with the same arguments)."""
+    prof, out_dtype = _checked(torch.empty(shape, dtype=dtype, device="meta"), spatial_dims, profile, inplace=False)
+    return prof, tuple(functional.mask_shape(shape, prof.sharing)), _multiplier_dtype(out_dtype), math.prod(shape) == 0
 
 
 _FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -176,7 +199,7 @@ def _multiplier_dtype(out_dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if out_dtype == torch.float64 else torch.float32
 
 
-@drop_block_mask.register_fake
+@torch.library.register_fake("dropblock::drop_block_mask", lib=_LIB)
 def _drop_block_mask_fake(shape, dtype, device, drop_prob, block_size, spatial_dims, profile, generator):
     prof, out_dtype = _checked(torch.empty(shape, dtype=dtype, device="meta"), spatial_dims, profile, inplace=False)
     return _new_multiplier(functional.mask_shape(shape, prof.sharing), _multiplier_dtype(out_dtype), device)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from .profiles import Profile
 
@@ -68,27 +68,29 @@ class AxisGeometry:
 
 @dataclass(frozen=True)
 class MapGeometry:
-    """Geometry of one feature map: an :class:`AxisGeometry` per spatial axis (``(H, W)`` or ``(D, H, W)``)."""
+    """Geometry of one feature map: an :class:`AxisGeometry` per spatial axis (``(H, W)`` or ``(D, H, W)``).
+
+    The derived sizes are computed once per instance (a draw reads them on every call)."""
 
     axes: tuple[AxisGeometry, ...]
 
-    @property
+    @cached_property
     def sizes(self) -> tuple[int, ...]:
         return tuple(a.length for a in self.axes)
 
-    @property
+    @cached_property
     def blocks(self) -> tuple[int, ...]:
         return tuple(a.block for a in self.axes)
 
-    @property
+    @cached_property
     def seed_shape(self) -> tuple[int, ...]:
         return tuple(a.n_seeds for a in self.axes)
 
-    @property
+    @cached_property
     def n_units(self) -> int:
         return math.prod(self.sizes)
 
-    @property
+    @cached_property
     def n_seed_positions(self) -> int:
         return math.prod(self.seed_shape)
 

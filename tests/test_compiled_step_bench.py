@@ -24,13 +24,16 @@ HAS_TIMM = importlib.util.find_spec("timm") is not None
 
 def test_tiny_stage_rows_and_table():
     variants = ("none", "ref:paper", "ref:timm") + (("timm", "timm:per-channel") if HAS_TIMM else ())
-    rows = compiled_step.run_stage(8, 9, batch=2, rounds=2, warmup=1, backend="aot_eager", variants=variants)
+    rows = compiled_step.run_stage(8, 9, batch=2, rounds=2, warmup=1, backend="aot_eager", variants=variants,
+                                  clock="cpu")
     assert [row["variant"] for row in rows] == list(variants)
     for row in rows:
         assert row["graph_breaks"] == 0 and row["rounds"] == 2 and row["median_ms"] > 0
     assert rows[0]["overhead_pct"] == 0.0
     text = compiled_step.table(rows)
     assert all(f"| 2x8x9x9 | {v} |" in text for v in variants)
+    if HAS_TIMM:
+        assert rows[3]["vs_timm_q1"] <= rows[3]["vs_timm"] <= rows[3]["vs_timm_q3"]
 
 
 def test_block_and_variants():
@@ -40,3 +43,11 @@ def test_block_and_variants():
     with pytest.raises(ValueError, match="unknown variant"):
         compiled_step.make_drop("nope")
     assert compiled_step.parse_args(["--batch", "2", "--stages", "3"]).stages == "3"
+    assert compiled_step.parse_args(["--clock", "cpu"]).clock == "cpu"
+
+
+def test_variant_selection():
+    assert compiled_step.select_variants("timm, ref:timm") == ("none", "ref:timm", "timm")
+    assert compiled_step.select_variants(",".join(compiled_step.VARIANTS)) == compiled_step.VARIANTS
+    with pytest.raises(ValueError, match="unknown variant 'nope'"):
+        compiled_step.select_variants("timm,nope")

@@ -7,9 +7,10 @@ generator seeded before each run, or a module's own generator. The law itself is
 the suite's own checks (``test_compiled_callable_passes_the_suite``, slow).
 
 Under ``torch.compile`` the draw is the operator ``dropblock::drop_block_mask`` (a multiplier, drawn by the
-torch-ops path) and the product is left to the compiler; the tests hold it to the eager operator's output bit
-for bit. Graphs are compiled with the ``aot_eager`` backend (dynamo, AOT autograd, functionalisation, no code
-generation) where only the capture is under test, and with inductor, the default, for each mode once.
+CPU kernel where it is contiguous, by the torch-ops path otherwise) and the product is left to the compiler;
+the tests hold it to the eager operator's output bit for bit. Graphs are compiled with the ``aot_eager``
+backend (dynamo, AOT autograd, functionalisation, no code generation) where only the capture is under test,
+and with inductor, the default, for each mode once.
 """
 
 from __future__ import annotations
