@@ -28,12 +28,13 @@ _numbers = itertools.count(1)
 _key_of: weakref.WeakKeyDictionary[torch.Generator, int] = weakref.WeakKeyDictionary()
 _generator_of: weakref.WeakValueDictionary[int, torch.Generator] = weakref.WeakValueDictionary()
 _FIELDS = tuple(field.name for field in dataclasses.fields(Profile))
-# Profiles are few (presets and the custom ones a program builds). The presets are known from the start, so
-# that a graph traced with a preset name written in the code (``"paper"``) reads these dicts without writing
-# them: ``torch.compile`` replays a trace that wrote a global dict on its first attempt with the entry already
-# there, takes another path, and fails (``SpeculationLogDivergence``).
-_key_of_profile: dict[Profile, str] = {profile: name for name, profile in PRESETS.items()}
-_profile_of_key: dict[str, Profile] = dict(PRESETS)
+# Profiles are few (presets and the custom ones a program builds). The presets (and their ``+exact`` forms) are
+# recorded at import (end of this module), so that a graph traced with a preset name written in the code
+# (``"paper"``) reads these dicts without writing them: ``torch.compile`` replays a trace that wrote a global
+# dict on its first attempt with the entry already there, takes another path, and fails
+# (``SpeculationLogDivergence``).
+_key_of_profile: dict[Profile, str] = {}
+_profile_of_key: dict[str, Profile] = {}
 
 
 def profile_key(profile: Profile) -> str:
