@@ -256,6 +256,18 @@ ROUND_TRIPS = [
 ]
 
 
+def _three_calls(adapter, x, drop_prob, block_size, seed):
+    """``(out, again, repeat)``: a call seeded with ``seed`` (keeping ``x``'s graph), the next unseeded call and
+    a call reseeded with ``seed``, with torch's generator restored afterwards."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        out = adapter(x, drop_prob, block_size)
+        again = adapter(x.detach(), drop_prob, block_size)
+        torch.manual_seed(seed)
+        repeat = adapter(x.detach(), drop_prob, block_size)
+    return out, again, repeat
+
+
 @pytest.mark.parametrize("spec, module", ROUND_TRIPS)
 def test_bridge_round_trip(spec, module, examples, seed):
     if not _has(module):
@@ -265,12 +277,7 @@ def test_bridge_round_trip(spec, module, examples, seed):
     result = check_determinism(adapter, Context(base_seed=seed, spec=spec))
     assert result.verdict == "pass", result.message
     x = (torch.rand(2, 3, 12, 12) + 0.5).requires_grad_(True)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        out = adapter(x, 0.5, 3)
-        again = adapter(x.detach(), 0.5, 3)
-        torch.manual_seed(seed)
-        repeat = adapter(x.detach(), 0.5, 3)
+    out, again, repeat = _three_calls(adapter, x, 0.5, 3, seed)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert torch.equal(out.detach(), repeat) and not torch.equal(out.detach(), again)
     factor = out.detach() / x.detach()  # 0 where dropped, the scale where kept
@@ -341,12 +348,7 @@ def test_square_only_tensorflow_function_through_the_bridge(examples, seed):
     adapter = load_adapter(spec)
     ctx = Context(base_seed=seed, spec=spec)
     x = (torch.rand(2, 3, 8, 8) + 0.5).requires_grad_(True)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        out = adapter(x, 0.2, 3)
-        again = adapter(x.detach(), 0.2, 3)
-        torch.manual_seed(seed)
-        repeat = adapter(x.detach(), 0.2, 3)
+    out, again, repeat = _three_calls(adapter, x, 0.2, 3, seed)
     assert torch.equal(out.detach(), repeat) and not torch.equal(out.detach(), again)
     (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
     torch.testing.assert_close(grad, out.detach() / x.detach())
