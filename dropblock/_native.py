@@ -278,10 +278,18 @@ class NativePlan:
 
         Tensors the kernel does not take (non-contiguous, CUDA, ``out`` of another dtype) go through the torch
         path, built from the same seeds.
+
+        Raises
+        ------
+        ValueError
+            ``src`` or ``out`` does not hold the plan's ``batch x channels`` maps.
         """
+        n_maps = self.batch * self.channels
+        if src.numel() != n_maps * self.geometry.n_units or out.numel() != src.numel():
+            raise ValueError(f"this plan covers {self.batch} x {self.channels} maps of {self.geometry.sizes} units, "
+                             f"got tensors of shapes {tuple(src.shape)} and {tuple(out.shape)}")
         if not supports(src, out):
             return self.block_plan().apply_(src, scale, out)
-        n_maps = self.batch * self.channels
         threads = torch.get_num_threads() if out.numel() >= _THREAD_FROM else 1
         rc = self._lib.db_plan_apply(self._handle, src.data_ptr(), out.data_ptr(), _DTYPE_CODE[src.dtype],
                                      _DTYPE_CODE[out.dtype], n_maps, self.channels, _SHARING_CODE[self.sharing],

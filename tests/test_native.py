@@ -229,3 +229,15 @@ def test_status_never_raises(tmp_path):
         assert done.stdout.startswith(("unavailable (", "native")), done.stdout
     assert "DROPBLOCK_BUILD_TIMEOUT must be a number" in _run_python(
         "from dropblock import _native; print(_native.status())", DROPBLOCK_BUILD_TIMEOUT="soon").stdout
+
+
+def test_plan_refuses_tensors_of_another_map_count():
+    if not _native.enabled():
+        pytest.skip(_native.status())
+    geometry = map_geometry((9, 9), 3, get_profile("paper"))
+    plan = _native.NativePlan.from_seeds(torch.tensor([0.0], dtype=torch.float64), geometry, "channel", 2, 3)
+    x = torch.ones(2, 3, 9, 9)
+    assert int((plan.apply_(x, 1.0, torch.empty_like(x)) == 0).sum()) == 27  # sample 0's block, in its 3 channels
+    for bad in (torch.ones(2, 1, 9, 9), torch.ones(1, 3, 9, 9), torch.ones(2, 3, 9, 8)):
+        with pytest.raises(ValueError, match="2 x 3 maps"):
+            plan.apply_(bad, 1.0, torch.empty_like(bad))
