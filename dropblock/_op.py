@@ -47,10 +47,12 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from . import functional
+from . import _mask_op, _native, functional
 from ._keys import generator_of, profile_from_key
+from .law import map_geometry, resolve_gamma
 
-__all__ = ["drop_block", "drop_block_inplace", "drop_block_mask", "drop_block_backward", "record_size"]
+__all__ = ["drop_block", "drop_block_inplace", "drop_block_mask", "draw_multiplier", "drop_block_backward",
+           "record_size"]
 
 _STATE_BYTES: dict[str, int] = {"cpu": int(torch.Generator().get_state().numel()), "cuda": 16}
 _last = threading.local()  # the block plan of this thread's last draw, for setup_context
@@ -68,7 +70,8 @@ def _drop_prob_value(drop_prob: Tensor) -> float:
     if drop_prob.numel() != 1 or not drop_prob.dtype.is_floating_point:
         raise ValueError(f"drop_prob must be a floating scalar tensor, got {drop_prob.dtype} of shape "
                          f"{tuple(drop_prob.shape)}")
-    return functional.check_drop_prob(float(drop_prob))
+    value = float(drop_prob)
+    return value if 0.0 <= value <= 1.0 else functional.check_drop_prob(value)  # the latter raises
 
 
 def _checked(x: Tensor, spatial_dims: int, profile: str, inplace: bool):
@@ -143,12 +146,15 @@ def _drop_block_inplace_fake(x, drop_prob, block_size, spatial_dims, profile, ge
 # ------------------------------------------------------------------------------------------- mask form
 # Defined with torch.library.Library rather than custom_op: the draw runs once per step amid the compiled
 # graph's kernels, where a custom_op's extra Python layers (its autograd and dispatch wrappers, the operator's
-# only tensor input being a number) cost more than the draw itself. The operator has no autograd formula:
-# nothing it returns is differentiable.
+# only tensor input being a number) cost more than the draw itself. The operators have no autograd formula:
+# nothing they return is differentiable. ``drop_block_mask`` is a composite (``CompositeImplicitAutograd``) that
+# ``torch.compile`` decomposes when it traces the graph, into the C++ operator ``drop_block_mask_cpu``
+# (:mod:`dropblock._mask_op`) where that takes the call, else into ``draw_multiplier``, the Python kernel below.
 _LIB = torch.library.Library("dropblock", "FRAGMENT")
-_LIB.define("drop_block_mask(SymInt[] shape, ScalarType dtype, Device device, Tensor drop_prob, SymInt block_size, "
-            "SymInt spatial_dims, str profile, SymInt generator) -> Tensor",
-            tags=(torch.Tag.nondeterministic_seeded, torch.Tag.pt2_compliant_tag))
+_MASK_SCHEMA = ("(SymInt[] shape, ScalarType dtype, Device device, Tensor drop_prob, SymInt block_size, "
+                "SymInt spatial_dims, str profile, SymInt generator) -> Tensor")
+_LIB.define("drop_block_mask" + _MASK_SCHEMA)
+_LIB.define("draw_multiplier" + _MASK_SCHEMA, tags=(torch.Tag.nondeterministic_seeded, torch.Tag.pt2_compliant_tag))
 
 
 def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, drop_prob: Tensor, block_size: int,
@@ -163,27 +169,106 @@ def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, 
     bool masks one element at a time. It takes no input tensor, so that ``torch.compile`` need not compute the
     input before the draw and can fuse the product with its neighbours. The multiplier's masks are drawn as
     the input's would be (the same seeds, count and scale): a contiguous multiplier (masks shared by channels
-    or by the batch) by the CPU kernel, the others by the torch path. Errors as :func:`drop_block`.
+    or by the batch) by the CPU kernel (under ``torch.compile``, with concrete shapes and torch's default
+    generator, as the C++ operator ``dropblock::drop_block_mask_cpu``), the others by the torch path. Errors as
+    :func:`drop_block`.
     """
-    prof, m_shape, m_dtype, empty = _mask_spec(tuple(shape), dtype, spatial_dims, profile)
+    if generator == 0 and device.type == "cpu" and drop_prob.device.type == "cpu" and _concrete(shape, block_size,
+                                                                                             spatial_dims):
+        fast = _mask_op.static_args(_mask_spec(tuple(shape), dtype, block_size, spatial_dims, profile))
+        if fast is not None:
+            return torch.ops.dropblock.drop_block_mask_cpu(drop_prob, shape, dtype, block_size, spatial_dims, profile,
+                                                           *fast)
+    return torch.ops.dropblock.draw_multiplier(shape, dtype, device, drop_prob, block_size, spatial_dims, profile,
+                                               generator)
+
+
+def _concrete(shape, *numbers) -> bool:
+    """True when no argument is symbolic (``torch.compile`` with dynamic shapes passes ``SymInt``)."""
+    return all(type(s) is int for s in shape) and all(type(n) is int for n in numbers)
+
+
+_LIB.impl("drop_block_mask", drop_block_mask, "CompositeImplicitAutograd")
+
+
+def draw_multiplier(shape: list[int], dtype: torch.dtype, device: torch.device, drop_prob: Tensor, block_size: int,
+                    spatial_dims: int, profile: str, generator: int) -> Tensor:
+    """:func:`drop_block_mask` drawn in Python: the CPU kernel or the torch path (see there)."""
+    spec = _mask_spec(tuple(shape), dtype, block_size, spatial_dims, profile)
     p = _drop_prob_value(drop_prob)
-    m = torch.empty(m_shape, dtype=m_dtype, device=device, memory_format=_FORMATS[len(m_shape)])
-    if empty or p == 0.0:
+    m = torch.empty(spec.shape, dtype=spec.dtype, device=device, memory_format=spec.layout)
+    if spec.empty or p == 0.0:
         return m.fill_(1.0)
-    plan, scale = functional._draw_plan(m, m_dtype, p, functional.check_block_size(block_size), prof,
-                                        generator_of(generator, m.device))
+    native = spec.native and m.device.type == "cpu" and _native.enabled()
+    assert spec.geometry is not None  # built for every non-empty input
+    plan, scale = functional._plan_of(spec.shape[0], spec.shape[1], spec.geometry, spec.gamma(p), spec.profile,
+                                      native, m.device, generator_of(generator, m.device))
     return plan.apply_(m.fill_(scale), 1.0, m)  # in place with scale 1: only the dropped units are set, to +0
 
 
-_LIB.impl("drop_block_mask", drop_block_mask, "CompositeExplicitAutograd")
+_LIB.impl("draw_multiplier", draw_multiplier, "CompositeExplicitAutograd")
+
+# The C++ draw (``_kernel/op.cpp``, :mod:`dropblock._mask_op`). Its schema and this Python kernel are registered
+# here, so that a compiled graph that names it (from inductor's cache, say) runs in any process: the kernel draws
+# from the arguments of the call, as ``draw_multiplier``; the C++ kernel, registered for the CPU dispatch key when
+# its library is loaded, takes precedence over this one.
+_LIB.define("drop_block_mask_cpu(Tensor drop_prob, SymInt[] input_shape, ScalarType input_dtype, SymInt block_size, "
+            "SymInt spatial_dims, str profile, SymInt[] shape, ScalarType dtype, int[] geometry, int sharing, "
+            "float gamma_num, float gamma_den, float gamma_scale, bool normalize, float eps) -> Tensor",
+            tags=(torch.Tag.nondeterministic_seeded, torch.Tag.pt2_compliant_tag))
+
+
+def _drop_block_mask_python(drop_prob, input_shape, input_dtype, block_size, spatial_dims, profile, *_):
+    return draw_multiplier(input_shape, input_dtype, torch.device("cpu"), drop_prob, block_size, spatial_dims,
+                           profile, 0)
+
+
+_LIB.impl("drop_block_mask_cpu", _drop_block_mask_python, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("dropblock::drop_block_mask_cpu", lib=_LIB)
+def _drop_block_mask_cpu_fake(drop_prob, input_shape, input_dtype, block_size, spatial_dims, profile, shape, dtype,
+                              *_):
+    return _new_multiplier(shape, dtype, torch.device("cpu"))
+
+
+class _MaskSpec:
+    """What a :func:`drop_block_mask` call needs besides ``drop_prob`` and the generator, checked as the fake
+    kernel checks it and built once per static arguments (the draw runs once per training step with the same
+    ones): the profile, the multiplier's shape, dtype and layout, the map geometry, whether the CPU kernel can
+    write the multiplier (contiguous in its layout, a sharing mode and geometry the kernel takes), and gamma
+    per ``drop_prob``."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, block_size: int, spatial_dims: int,
+                 profile: str) -> None:
+        self.profile, out_dtype = _checked(torch.empty(shape, dtype=dtype, device="meta"), spatial_dims, profile,
+                                           inplace=False)
+        self.shape = tuple(functional.mask_shape(shape, self.profile.sharing))
+        self.dtype = _multiplier_dtype(out_dtype)
+        self.layout = _FORMATS[len(shape)]
+        self.empty = math.prod(shape) == 0
+        k = functional.check_block_size(block_size)
+        self.geometry = None if self.empty else map_geometry(self.shape[2:], k, self.profile)
+        contiguous = torch.empty(self.shape, device="meta", memory_format=self.layout).is_contiguous()
+        self.native = (self.geometry is not None and contiguous and self.profile.sharing in _native.SHARING_MODES
+                       and _native.takes(self.geometry))
+        self._gammas: dict[float, float] = {}
+
+    def gamma(self, drop_prob: float) -> float:
+        """Gamma of ``drop_prob`` (:func:`dropblock.law.resolve_gamma`), remembered for the last few values."""
+        gamma = self._gammas.get(drop_prob)
+        if gamma is None:
+            if len(self._gammas) >= 64:  # a scheduler's ramp: keep the memory bounded
+                self._gammas.clear()
+            assert self.geometry is not None  # no draw for empty inputs
+            gamma = self._gammas[drop_prob] = resolve_gamma(self.geometry, drop_prob, self.profile)
+        return gamma
 
 
 @lru_cache(maxsize=256)
-def _mask_spec(shape: tuple[int, ...], dtype: torch.dtype, spatial_dims: int, profile: str):
-    """``(profile, multiplier shape, multiplier dtype, empty input)`` of a call (checked as the fake kernel
-    checks it; cached, as the draw runs once per training step with the same arguments)."""
-    prof, out_dtype = _checked(torch.empty(shape, dtype=dtype, device="meta"), spatial_dims, profile, inplace=False)
-    return prof, tuple(functional.mask_shape(shape, prof.sharing)), _multiplier_dtype(out_dtype), math.prod(shape) == 0
+def _mask_spec(shape: tuple[int, ...], dtype: torch.dtype, block_size: int, spatial_dims: int,
+               profile: str) -> _MaskSpec:
+    return _MaskSpec(shape, dtype, block_size, spatial_dims, profile)
 
 
 _FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -199,7 +284,7 @@ def _multiplier_dtype(out_dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if out_dtype == torch.float64 else torch.float32
 
 
-@torch.library.register_fake("dropblock::drop_block_mask", lib=_LIB)
+@torch.library.register_fake("dropblock::draw_multiplier", lib=_LIB)
 def _drop_block_mask_fake(shape, dtype, device, drop_prob, block_size, spatial_dims, profile, generator):
     prof, out_dtype = _checked(torch.empty(shape, dtype=dtype, device="meta"), spatial_dims, profile, inplace=False)
     return _new_multiplier(functional.mask_shape(shape, prof.sharing), _multiplier_dtype(out_dtype), device)

@@ -135,25 +135,34 @@ def _draw_plan(x: torch.Tensor, out_dtype: torch.dtype, p: float, k: int, prof: 
 
     Draws from ``generator``; the kernel and the torch path consume the same numbers (see :mod:`dropblock._native`).
     """
-    n, c = x.shape[0], x.shape[1]
     geometry, gamma = _geometry_and_gamma(tuple(int(s) for s in x.shape[2:]), k, prof, p)
-    n_masks = mask_count(prof.sharing, n, c)
+    native = prof.sharing in _native.SHARING_MODES and _use_native(x, out_dtype, geometry)
+    return _plan_of(x.shape[0], x.shape[1], geometry, gamma, prof, native, x.device, generator)
+
+
+def _plan_of(n: int, c: int, geometry: MapGeometry, gamma: float, prof: Profile, native: bool,
+             device: torch.device, generator: torch.Generator) -> tuple[_native.NativePlan | BlockPlan, float]:
+    """Steps 2-3 and the scale of step 4 for ``n x c`` maps of ``geometry``: the block plan (drawn by the CPU
+    kernel where ``native``, else by torch operations on ``device``) and ``scale``."""
     plan: _native.NativePlan | BlockPlan
-    if prof.sharing in _native.SHARING_MODES and _use_native(x, out_dtype, geometry):
+    if native:
         plan = _native.NativePlan.draw(gamma, generator, geometry, prof.sharing, n, c)
     else:
-        seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, x.device, generator)
+        seeds = _draw_positions(mask_count(prof.sharing, n, c) * geometry.n_seed_positions, gamma, device, generator)
         plan = plan_blocks(seeds, geometry, prof.sharing, n, c)
         del seeds
-    scale = 1.0
-    if prof.normalize == "global":
-        mask_len = n_masks * geometry.n_units
-        kept = mask_len - plan.n_dropped
-        denom = kept + prof.eps
-        scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
-        if not math.isfinite(scale):
-            scale = 0.0
-    return plan, scale
+    return plan, _scale(prof, mask_count(prof.sharing, n, c) * geometry.n_units, plan.n_dropped)
+
+
+def _scale(prof: Profile, mask_len: int, n_dropped: int) -> float:
+    """``scale`` of step 4: ``mask_len / (kept + eps)`` in float64 under ``normalize="global"`` (0 where nothing
+    is kept or the quotient is not finite), 1 otherwise."""
+    if prof.normalize != "global":
+        return 1.0
+    kept = mask_len - n_dropped
+    denom = kept + prof.eps
+    scale = mask_len / denom if kept > 0 and denom > 0 else 0.0
+    return scale if math.isfinite(scale) else 0.0
 
 
 def _apply_plan(src: torch.Tensor, out: torch.Tensor, plan: _native.NativePlan | BlockPlan, scale: float) -> None:

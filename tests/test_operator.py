@@ -27,6 +27,32 @@ def _args(x, drop_prob, block_size=3, profile="paper", generator=0):
     return (x, torch.tensor(drop_prob, dtype=torch.float64), block_size, x.dim() - 2, profile, generator)
 
 
+# ----------------------------------------------------------------------------------------- mask form
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("profile", ["paper", "timm", "original", "torchvision", "timm_legacy"])
+def test_mask_form_gives_the_operator_output(dims, profile):
+    """``where(m != 0, x * m, 0)`` of ``dropblock::drop_block_mask`` is the operator's output, bit for bit,
+    from one generator state: every drop_prob from none to all, and a scheduler's new value on the same call."""
+    x = make_input(dims)
+    key = profile_key(get_profile(profile))
+    for drop_prob in (0.0, 0.3, 0.6, 1.0):
+        want = seeded(OPS.drop_block, *_args(x, drop_prob, profile=key))[0]
+        m = seeded(OPS.drop_block_mask, list(x.shape), x.dtype, x.device, torch.tensor(drop_prob, dtype=torch.float64),
+                   3, dims, key, 0)
+        got = torch.where(m != 0, x * m, 0.0)
+        assert torch.equal(got, want), (profile, drop_prob)
+
+
+def test_mask_form_of_an_empty_input_still_checks_its_arguments():
+    args = ([0, 4, 9, 9], torch.float32, torch.device("cpu"), torch.tensor(0.3, dtype=torch.float64))
+    m = OPS.drop_block_mask(*args, 3, 2, "paper", 0)
+    assert m.shape == (0, 4, 9, 9)
+    with pytest.raises(ValueError, match="block_size"):
+        OPS.drop_block_mask(*args, 0, 2, "paper", 0)
+    with pytest.raises(ValueError, match="drop_prob"):
+        OPS.drop_block_mask(*args[:3], torch.tensor(1.5, dtype=torch.float64), 3, 2, "paper", 0)
+
+
 # --------------------------------------------------------------------------------------------- opcheck
 @pytest.mark.parametrize("dims", [2, 3])
 def test_opcheck(dims):

@@ -1,0 +1,135 @@
+/* The draw of the reference DropBlock as a multiplier, as a C++ operator: dropblock::drop_block_mask_cpu.
+ *
+ * What torch.compile runs once per training step for masks that several maps share (profiles with
+ * sharing="channel" or "batch" on CPU, torch's default generator): the same draw as the Python kernel of
+ * dropblock::drop_block_mask (dropblock/_op.py, drop_block_mask; dropblock/_native.py, NativePlan.draw),
+ * without Python between the compiled kernels. It consumes the same numbers from the same generator and
+ * applies the same IEEE operations in the same order, so it returns the same multiplier bit for bit
+ * (tests/test_operator.py):
+ *
+ *   gamma  = clip((drop_prob * gamma_num / gamma_den) * gamma_scale, 0, 1)   (dropblock/law.py, rule_gamma:
+ *            Eq. 1 of the paper with gamma_num = prod(L), gamma_den = prod(k) * prod(L - k + 1); the
+ *            per-block rule with gamma_num = 1, gamma_den = prod(k))
+ *   chunks of log1p(-U), U ~ torch.rand float64, sized as dropblock/_seeds.py, _log_uniform_chunks
+ *   seeds, exact count and product by the plan of plan.c and apply.c
+ *   scale  = mask_len / (kept + eps) under normalize="global" (0 when nothing is kept or it is not finite)
+ *   m      = scale where kept, +0 where dropped, in float32 (float64 for float64 outputs)
+ *
+ * Built by dropblock/_build.py (build_operator) with the C++ compiler and torch's headers, beside plan.c and
+ * apply.c, and loaded with torch.ops.load_library by dropblock/_mask_op.py, which decides, when a graph is
+ * traced, whether a call can take this operator. The first six arguments are those of the call (the Python
+ * kernel draws from them); the others are what this kernel needs, computed once when the graph is traced.
+ */
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/rand.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+extern "C" {
+void *db_plan_begin(int64_t n_masks, const int64_t *gv);
+int db_plan_extend(void *handle, const double *l, int64_t n, double log_q, double n_positions, double *position);
+int db_plan_add(void *handle, const double *seeds, int64_t n);
+int db_plan_finish(void *handle, int shared);
+int64_t db_plan_count(void *handle);
+int db_plan_apply(void *handle, const void *src, void *dst, int dtype, int out_dtype, int64_t n_maps,
+                  int64_t channels, int sharing, double scale, int n_threads);
+void db_plan_free(void *handle);
+}
+
+namespace {
+
+constexpr int64_t kThreadFrom = int64_t(1) << 16;  // dropblock/_native.py, _THREAD_FROM
+
+struct PlanGuard {
+    void *handle;
+    ~PlanGuard() { db_plan_free(handle); }
+};
+
+at::Tensor drop_block_mask_cpu(const at::Tensor &drop_prob, c10::IntArrayRef /*input_shape*/,
+                               at::ScalarType /*input_dtype*/, int64_t /*block_size*/, int64_t /*spatial_dims*/,
+                               c10::string_view /*profile*/, c10::IntArrayRef shape, at::ScalarType dtype,
+                               c10::IntArrayRef geometry, int64_t sharing, double gamma_num, double gamma_den,
+                               double gamma_scale, bool normalize, double eps) {
+    TORCH_CHECK_VALUE(drop_prob.numel() == 1 && at::isFloatingType(drop_prob.scalar_type()),
+                      "drop_prob must be a floating scalar tensor, got ", drop_prob.scalar_type(), " of shape ",
+                      drop_prob.sizes());
+    TORCH_CHECK_VALUE(shape.size() == 4 || shape.size() == 5, "the multiplier must have 4 or 5 dimensions, got ",
+                      shape);
+    TORCH_CHECK_VALUE(geometry.size() == 16, "the geometry vector must hold 16 values, got ", geometry.size());
+    TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble, "the multiplier is float32 or float64, got ",
+                      dtype);
+    TORCH_CHECK_VALUE(sharing == 1 || sharing == 2, "sharing code must be 1 (channel) or 2 (batch), got ", sharing);
+    const double p = drop_prob.item<double>();
+    TORCH_CHECK_VALUE(p >= 0.0 && p <= 1.0, "drop_prob must be in [0, 1], got ", p);
+    const auto layout = shape.size() == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::ChannelsLast3d;
+    at::Tensor m = at::empty(shape, at::TensorOptions().dtype(dtype).memory_format(layout));
+    TORCH_CHECK_VALUE(m.is_contiguous(), "the multiplier of shape ", shape, " is not contiguous in its layout");
+    if (m.numel() == 0 || p == 0.0) return m.fill_(1.0);
+
+    const int64_t batch = shape[0], channels = shape[1], n_maps = batch * channels;
+    const int64_t per_map = geometry[0], n_units = geometry[1];
+    TORCH_CHECK_VALUE(n_maps * n_units == m.numel(), "the geometry's ", n_units, " units per map do not match ",
+                      shape);
+    const int64_t n_masks = sharing == 1 ? batch : 1;
+    const double gamma = std::min(std::max(p * gamma_num / gamma_den * gamma_scale, 0.0), 1.0);
+    const int64_t n_positions = n_masks * per_map;
+
+    PlanGuard plan{db_plan_begin(n_masks, geometry.data())};
+    TORCH_CHECK(plan.handle != nullptr, "DropBlock CPU kernel: cannot allocate a block plan");
+    if (gamma >= 1.0) {
+        std::vector<double> all(static_cast<size_t>(n_positions));
+        for (int64_t i = 0; i < n_positions; i++) all[static_cast<size_t>(i)] = static_cast<double>(i);
+        TORCH_CHECK(db_plan_add(plan.handle, all.data(), n_positions) == 0, "DropBlock CPU kernel: cannot "
+                    "allocate the seeds");
+    } else if (gamma > 0.0) {
+        const double log_q = std::log1p(-gamma);
+        auto generator = at::detail::getDefaultCPUGenerator();
+        const auto options = at::TensorOptions().dtype(at::kDouble);
+        double position = -1.0;
+        while (true) {
+            const double remaining_mean = (static_cast<double>(n_positions - 1) - position) * gamma;
+            const auto n_draw = static_cast<int64_t>(remaining_mean + 6.0 * std::sqrt(remaining_mean + 1.0) + 16.0);
+            at::Tensor log_u = at::rand({n_draw}, generator, options);
+            log_u.neg_().log1p_();
+            const int rc = db_plan_extend(plan.handle, log_u.const_data_ptr<double>(), n_draw, log_q,
+                                          static_cast<double>(n_positions), &position);
+            TORCH_CHECK(rc >= 0, "DropBlock CPU kernel: cannot allocate the seeds");
+            if (rc == 1) break;
+        }
+    }
+    const int rc = db_plan_finish(plan.handle, 1);
+    TORCH_CHECK(rc != -1, "DropBlock CPU kernel: cannot allocate the block plan");
+    TORCH_CHECK(rc == 0, "DropBlock CPU kernel: invalid seeds (code ", rc, ")");
+    const int64_t n_dropped = db_plan_count(plan.handle);
+    TORCH_CHECK(n_dropped >= 0, "DropBlock CPU kernel: cannot allocate the counting buffer");
+
+    double scale = 1.0;
+    if (normalize) {
+        const int64_t mask_len = n_masks * n_units, kept = mask_len - n_dropped;
+        const double denom = static_cast<double>(kept) + eps;
+        scale = kept > 0 && denom > 0 ? static_cast<double>(mask_len) / denom : 0.0;
+        if (!std::isfinite(scale)) scale = 0.0;
+    }
+    m.fill_(scale);
+    const int code = dtype == at::kFloat ? 0 : 1;  // kernel.h: DT_F32, DT_F64
+    const int threads = m.numel() >= kThreadFrom ? at::get_num_threads() : 1;
+    const int applied = db_plan_apply(plan.handle, m.data_ptr(), m.data_ptr(), code, code, n_maps, channels,
+                                      static_cast<int>(sharing), 1.0, threads);
+    TORCH_CHECK(applied == 0, "DropBlock CPU kernel: apply failed (code ", applied, ")");
+    return m;
+}
+
+}  // namespace
+
+/* The schema is defined in Python (dropblock/_op.py), with a Python kernel for every backend that draws from the
+ * arguments of the call (input shape and dtype, block_size, spatial_dims, profile), so that a compiled graph
+ * that names this operator also runs in a process where this library is not loaded; the kernel below, for the
+ * CPU dispatch key, takes precedence once it is. */
+TORCH_LIBRARY_IMPL(dropblock, CPU, m) { m.impl("drop_block_mask_cpu", TORCH_FN(drop_block_mask_cpu)); }
