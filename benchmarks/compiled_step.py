@@ -25,7 +25,7 @@ round, in a rotating order, so that drifting load on a shared machine hits them 
 is the median over rounds of ``time(variant) / time(none)`` in the same round, minus 1, and its step is compared
 with the matching timm step (``timm:per-channel`` for ``ref:paper``, ``timm`` otherwise) by the median (and
 quartiles) of ``time(variant) / time(timm step)`` in the same round. Graph breaks are counted by
-``torch._dynamo.explain``. ``--variants`` runs some of the variants only (``none`` always runs: the overheads
+``torch._dynamo.explain``. Graphs are compiled afresh (inductor's caches off). ``--variants`` runs some of the variants only (``none`` always runs: the overheads
 are taken against it). ``--clock cpu`` times steps in CPU time of the process (``time.process_time``) rather
 than elapsed time: on a machine shared with other jobs, elapsed time also counts the time the process waited
 for a core, which hits the variants of a round unevenly.
@@ -185,9 +185,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def fresh_compiles() -> None:
+    """Turn off inductor's and AOT autograd's caches of compiled graphs, so that every variant is compiled from
+    the code installed now (a graph cached by another version of an operator would otherwise be reused)."""
+    import torch._functorch.config
+    import torch._inductor.config
+
+    torch._inductor.config.fx_graph_cache = False
+    torch._functorch.config.enable_autograd_cache = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     variants = select_variants(args.variants)
+    fresh_compiles()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
@@ -201,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         import timm
 
         meta = {"torch": torch.__version__, "timm": timm.__version__, "dropblock": dropblock.__version__,
-                "kernel": dropblock._native.status(), "threads": torch.get_num_threads(),
+                "kernel": dropblock._native.status(), "operator": dropblock._mask_op.status(),
+                "threads": torch.get_num_threads(),
                 "machine": platform.processor() or platform.machine(), "backend": args.backend,
                 "clock": args.clock}
         with open(args.json, "w") as fh:

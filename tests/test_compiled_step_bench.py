@@ -51,3 +51,17 @@ def test_variant_selection():
     assert compiled_step.select_variants(",".join(compiled_step.VARIANTS)) == compiled_step.VARIANTS
     with pytest.raises(ValueError, match="unknown variant 'nope'"):
         compiled_step.select_variants("timm,nope")
+
+
+def test_mask_draw_bench_times_both_draws(monkeypatch):
+    from benchmarks import mask_draw
+
+    if not mask_draw._mask_op.available():
+        pytest.skip(f"the C++ operator is {mask_draw._mask_op.status()}")
+    monkeypatch.setattr(mask_draw, "STAGES", [(8, 9)])
+    rows = mask_draw.run(["timm"], rounds=2, calls=2)
+    assert [r["shape"] for r in rows] == [[4, 8, 9, 9]]
+    assert rows[0]["python_us"] > 0 and rows[0]["cpp_us"] > 0
+    assert "| timm | 4x8x9x9 |" in mask_draw.table(rows)
+    with pytest.raises(ValueError, match="does not take profile 'paper'"):
+        mask_draw.run(["paper"], rounds=1, calls=1)
