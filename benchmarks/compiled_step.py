@@ -18,17 +18,16 @@ with the same weights:
 - ``timm:per-channel``: the same with ``couple_channels=False``, one mask per (sample, channel) like
   ``ref:paper`` (seeds at every position, so not the paper's law, but the same amount of mask).
 
-Every variant is compiled alike (default backend) and timed in one training step: the block and a
-mean-square loss compiled together (``torch.compile(lambda x: block(x).square().mean())``), backward, an SGD
-step. Steps run in interleaved rounds (every variant once per
-round, in a rotating order, so that drifting load on a shared machine hits them alike); a variant's overhead
-is the median over rounds of ``time(variant) / time(none)`` in the same round, minus 1, and its step is compared
-with the matching timm step (``timm:per-channel`` for ``ref:paper``, ``timm`` otherwise) by the median (and
-quartiles) of ``time(variant) / time(timm step)`` in the same round. Graph breaks are counted by
-``torch._dynamo.explain``. Graphs are compiled afresh (inductor's caches off). ``--variants`` runs some of the variants only (``none`` always runs: the overheads
-are taken against it). ``--clock cpu`` times steps in CPU time of the process (``time.process_time``) rather
-than elapsed time: on a machine shared with other jobs, elapsed time also counts the time the process waited
-for a core, which hits the variants of a round unevenly.
+Every variant is compiled alike (default backend) and timed in one training step: the block and a mean-square loss
+compiled together (``torch.compile(lambda x: block(x).square().mean())``), backward, an SGD step. Steps run in
+interleaved rounds (every variant once per round, in a rotating order, so that drifting load on a shared machine
+hits them alike); a variant's overhead is the median over rounds of ``time(variant) / time(none)`` in the same
+round, minus 1, and its step is compared with the matching timm step (``timm:per-channel`` for ``ref:paper``,
+``timm`` otherwise) by the median (and quartiles) of ``time(variant) / time(timm step)`` in the same round. Graph
+breaks are counted by ``torch._dynamo.explain``. Graphs are compiled afresh (inductor's caches off). ``--variants``
+runs some of the variants only (``none`` always runs: the overheads are taken against it). ``--clock cpu`` times
+steps in CPU time of the process (``time.process_time``) rather than elapsed time: on a machine shared with other
+jobs, elapsed time also counts the time the process waited for a core, which hits the variants of a round unevenly.
 """
 
 from __future__ import annotations

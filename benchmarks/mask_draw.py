@@ -65,7 +65,8 @@ def run(profiles: list[str], rounds: int, calls: int) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| profile | input shape | Python kernel (us) | C++ operator (us) | C++ / Python |", "|---|---|---:|---:|---:|"]
+    lines = ["| profile | input shape | Python kernel (us) | C++ operator (us) | C++ / Python |",
+             "|---|---|---:|---:|---:|"]
     for row in rows:
         lines.append(f"| {row['profile']} | {'x'.join(map(str, row['shape']))} | {row['python_us']:.1f} | "
                      f"{row['cpp_us']:.1f} | {row['ratio']:.2f} |")
