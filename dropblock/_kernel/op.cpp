@@ -10,7 +10,8 @@
  *   gamma  = clip((drop_prob * gamma_num / gamma_den) * gamma_scale, 0, 1)   (dropblock/law.py, rule_gamma:
  *            Eq. 1 of the paper with gamma_num = prod(L), gamma_den = prod(k) * prod(L - k + 1); the
  *            per-block rule with gamma_num = 1, gamma_den = prod(k))
- *   chunks of log1p(-U), U ~ torch.rand float64, sized as dropblock/_seeds.py, _log_uniform_chunks
+ *   chunks of log1p(-U), U ~ torch.rand float64 (the same numbers from the same generator, drawn here without
+ *            a dispatch), sized as dropblock/_seeds.py, _log_uniform_chunks
  *   seeds, exact count and product by the plan of plan.c and apply.c
  *   scale  = mask_len / (kept + eps) under normalize="global" (0 when nothing is kept or it is not finite)
  *   m      = scale where kept, +0 where dropped, in float32 (float64 for float64 outputs)
@@ -22,14 +23,16 @@
  */
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/DistributionsHelper.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/rand.h>
+#include <ATen/ops/from_blob.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 extern "C" {
@@ -46,6 +49,28 @@ void db_plan_free(void *handle);
 namespace {
 
 constexpr int64_t kThreadFrom = int64_t(1) << 16;  // dropblock/_native.py, _THREAD_FROM
+
+/* -U for n uniforms U on [0, 1) from torch's default CPU generator: the numbers torch.rand(n, dtype=float64)
+ * draws (its CPU kernel takes them one by one from at::uniform_real_distribution<double>(0, 1) under the
+ * generator's lock, aten/src/ATen/native/cpu/DistributionTemplates.h, uniform_kernel), negated (exact). The
+ * log1p that follows is torch's own kernel, as the Python path's log1p_. */
+void negated_uniforms(double *out, int64_t n) {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    auto *impl = at::check_generator<at::CPUGeneratorImpl>(generator);
+    at::uniform_real_distribution<double> uniform(0.0, 1.0);
+    for (int64_t i = 0; i < n; i++) out[i] = -uniform(impl);
+}
+
+/* m.fill_(value) for the contiguous float32 or float64 multiplier: value rounded to the dtype, as fill_. */
+void fill(at::Tensor &m, double value) {
+    const int64_t n = m.numel();
+    if (m.scalar_type() == at::kFloat) {
+        std::fill_n(m.data_ptr<float>(), n, static_cast<float>(value));
+    } else {
+        std::fill_n(m.data_ptr<double>(), n, value);
+    }
+}
 
 struct PlanGuard {
     void *handle;
@@ -66,12 +91,18 @@ at::Tensor drop_block_mask_cpu(const at::Tensor &drop_prob, c10::IntArrayRef /*i
     TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble, "the multiplier is float32 or float64, got ",
                       dtype);
     TORCH_CHECK_VALUE(sharing == 1 || sharing == 2, "sharing code must be 1 (channel) or 2 (batch), got ", sharing);
-    const double p = drop_prob.item<double>();
+    // drop_prob.item(), without a dispatch for the usual float64 CPU scalar
+    const double p = drop_prob.scalar_type() == at::kDouble && drop_prob.device().is_cpu()
+                         ? *drop_prob.const_data_ptr<double>()
+                         : drop_prob.item<double>();
     TORCH_CHECK_VALUE(p >= 0.0 && p <= 1.0, "drop_prob must be in [0, 1], got ", p);
     const auto layout = shape.size() == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::ChannelsLast3d;
     at::Tensor m = at::empty(shape, at::TensorOptions().dtype(dtype).memory_format(layout));
     TORCH_CHECK_VALUE(m.is_contiguous(), "the multiplier of shape ", shape, " is not contiguous in its layout");
-    if (m.numel() == 0 || p == 0.0) return m.fill_(1.0);
+    if (m.numel() == 0 || p == 0.0) {
+        fill(m, 1.0);
+        return m;
+    }
 
     const int64_t batch = shape[0], channels = shape[1], n_maps = batch * channels;
     const int64_t per_map = geometry[0], n_units = geometry[1];
@@ -90,15 +121,15 @@ at::Tensor drop_block_mask_cpu(const at::Tensor &drop_prob, c10::IntArrayRef /*i
                     "allocate the seeds");
     } else if (gamma > 0.0) {
         const double log_q = std::log1p(-gamma);
-        auto generator = at::detail::getDefaultCPUGenerator();
-        const auto options = at::TensorOptions().dtype(at::kDouble);
         double position = -1.0;
+        std::vector<double> buffer;
         while (true) {
             const double remaining_mean = (static_cast<double>(n_positions - 1) - position) * gamma;
             const auto n_draw = static_cast<int64_t>(remaining_mean + 6.0 * std::sqrt(remaining_mean + 1.0) + 16.0);
-            at::Tensor log_u = at::rand({n_draw}, generator, options);
-            log_u.neg_().log1p_();
-            const int rc = db_plan_extend(plan.handle, log_u.const_data_ptr<double>(), n_draw, log_q,
+            buffer.resize(static_cast<size_t>(n_draw));
+            negated_uniforms(buffer.data(), n_draw);
+            at::from_blob(buffer.data(), {n_draw}, at::TensorOptions().dtype(at::kDouble)).log1p_();
+            const int rc = db_plan_extend(plan.handle, buffer.data(), n_draw, log_q,
                                           static_cast<double>(n_positions), &position);
             TORCH_CHECK(rc >= 0, "DropBlock CPU kernel: cannot allocate the seeds");
             if (rc == 1) break;
@@ -117,7 +148,7 @@ at::Tensor drop_block_mask_cpu(const at::Tensor &drop_prob, c10::IntArrayRef /*i
         scale = kept > 0 && denom > 0 ? static_cast<double>(mask_len) / denom : 0.0;
         if (!std::isfinite(scale)) scale = 0.0;
     }
-    m.fill_(scale);
+    fill(m, scale);
     const int code = dtype == at::kFloat ? 0 : 1;  // kernel.h: DT_F32, DT_F64
     const int threads = m.numel() >= kThreadFrom ? at::get_num_threads() : 1;
     const int applied = db_plan_apply(plan.handle, m.data_ptr(), m.data_ptr(), code, code, n_maps, channels,
