@@ -28,6 +28,8 @@ breaks are counted by ``torch._dynamo.explain``. Graphs are compiled afresh (ind
 runs some of the variants only (``none`` always runs: the overheads are taken against it). ``--clock cpu`` times
 steps in CPU time of the process (``time.process_time``) rather than elapsed time: on a machine shared with other
 jobs, elapsed time also counts the time the process waited for a core, which hits the variants of a round unevenly.
+``--profile-draws STEPS`` profiles the steps instead and prints the time of each variant's draw between the
+compiled kernels.
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ def make_drop(variant: str) -> nn.Module:
 
 
 def _step(block: nn.Module, backend: str):
-    loss = torch.compile(lambda x: block(x).square().mean(), backend=backend)
+    # Static shapes: every stage is compiled for its own shape (without dynamic=False, dynamo would compile
+    # the stages after the first for symbolic shapes, and the code it then emits is not the one under test).
+    loss = torch.compile(lambda x: block(x).square().mean(), backend=backend, dynamic=False)
     opt = torch.optim.SGD(block.parameters(), lr=1e-3)
 
     def step(x: torch.Tensor) -> None:
@@ -102,6 +106,7 @@ def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, ba
     the quartiles of those ratios), and graph breaks. ``clock``: ``"wall"`` (``time.perf_counter``) or
     ``"cpu"`` (``time.process_time``, the CPU time of the process's threads)."""
     now = CLOCKS[clock]
+    torch._dynamo.reset()  # the steps of all variants share one code object, and dynamo keeps 8 graphs per object
     torch.manual_seed(0)
     base = Bottleneck(channels, nn.Identity()).train()
     x = torch.randn(batch, channels, side, side)
@@ -181,6 +186,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="wall: elapsed time; cpu: CPU time of the process (not inflated by other jobs "
                              "taking the cores; with --threads 1, the step's own time)")
     parser.add_argument("--json", default=None, help="write the rows and the run's metadata here")
+    parser.add_argument("--profile-draws", type=int, default=0, metavar="STEPS",
+                        help="instead of timing steps, profile STEPS steps of each variant and print the CPU time "
+                             "per step of its draw (torch.profiler)")
     return parser.parse_args(argv)
 
 
@@ -194,12 +202,51 @@ def fresh_compiles() -> None:
     torch._functorch.config.enable_autograd_cache = False
 
 
+#: The operators of each variant's draw, as ``torch.profiler`` names them.
+DRAW_OPS = ("dropblock::drop_block_mask_cpu", "dropblock::draw_multiplier", "aten::bernoulli_")
+
+
+def profile_draws(channels: int, side: int, batch: int, steps: int, backend: str,
+                  variants: tuple[str, ...]) -> list[dict]:
+    """Per variant, the CPU time per step of its draw inside the compiled step (``torch.profiler``, total time of
+    the operators of :data:`DRAW_OPS` with their children), in microseconds: the draw between cold kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    base = Bottleneck(channels, nn.Identity()).train()
+    x = torch.randn(batch, channels, side, side)
+    rows = []
+    for variant in variants:
+        if variant == "none":
+            continue
+        block = copy.deepcopy(base)
+        block.drop = make_drop(variant)
+        step = _step(block, backend)
+        for _ in range(3):
+            step(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                step(x)
+        found = {e.key: e.cpu_time_total / steps for e in prof.key_averages() if e.key in DRAW_OPS}
+        rows.append({"shape": [batch, channels, side, side], "variant": variant, "draw_us": sum(found.values()),
+                     "operators": sorted(found)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     variants = select_variants(args.variants)
     fresh_compiles()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.profile_draws:
+        print("| shape | variant | draw per step (us, torch.profiler) | operators |\n|---|---|---:|---|")
+        for index in (int(i) for i in args.stages.split(",")):
+            for row in profile_draws(*STAGES[index], args.batch, args.profile_draws, args.backend, variants):
+                print(f"| {'x'.join(map(str, row['shape']))} | {row['variant']} | {row['draw_us']:.1f} | "
+                      f"{', '.join(row['operators'])} |", flush=True)
+        return 0
     rows = []
     for index in (int(i) for i in args.stages.split(",")):
         channels, side = STAGES[index]
