@@ -225,11 +225,14 @@ def build_operator() -> Path:
         The cache folder cannot be written.
     """
     import torch
-    from torch.utils import cpp_extension
 
     cc, cxx = _compiler("CC", "cc", "C"), _compiler("CXX", "c++", "C++")
-    includes = [f"-I{path}" for path in cpp_extension.include_paths()]
-    libraries = [flag for path in cpp_extension.library_paths() for flag in (f"-L{path}", f"-Wl,-rpath,{path}")]
+    # torch's headers and libraries, where torch.utils.cpp_extension.include_paths() and library_paths() find
+    # them for a CPU extension (read here without importing that module, which warns about CUDA on import)
+    root = Path(torch.__file__).parent
+    include_dirs = [root / "include", root / "include" / "torch" / "csrc" / "api" / "include"]
+    includes = [f"-I{path}" for path in include_dirs]
+    libraries = [f"-L{root / 'lib'}", f"-Wl,-rpath,{root / 'lib'}"]
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}"
 
     def attempts(out: str, workdir: str) -> list[list[list[str]]]:
@@ -245,5 +248,5 @@ def build_operator() -> Path:
         return found
 
     source = _sources(_SOURCES + _HEADERS + (_OPERATOR_SOURCE,)) + torch.__version__.encode()
-    source += "\0".join(cpp_extension.include_paths()).encode()
+    source += "\0".join(map(str, include_dirs)).encode()
     return _build("operator", [cc, cxx], source, attempts)
