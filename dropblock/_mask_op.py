@@ -16,13 +16,13 @@ Python operator and give the same numbers.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 
 import torch
 
 from . import _build, _native
+from .law import rule_factors
 
 __all__ = ["status", "available", "static_args"]
 
@@ -77,26 +77,17 @@ def static_args(spec) -> tuple | None:
     gamma_den, gamma_scale, normalize, eps)`` (see ``_kernel/op.cpp``); None where the C++ operator does not
     take the call (see the module docstring).
     """
-    if not available():
-        return None
-    if not hasattr(spec, "_cpp_args"):
-        spec._cpp_args = _args_of(spec)
-    return spec._cpp_args
+    return spec.cpp_args if available() else None
 
 
-def _args_of(spec) -> tuple | None:
+def args_of(spec) -> tuple | None:
+    """:func:`static_args` of ``spec`` whether or not the operator is loaded (computed once per spec)."""
     prof, geometry = spec.profile, spec.geometry
     if not spec.native or geometry is None or prof.sharing not in _SHARING_CODE:
         return None
-    k_prod = math.prod(geometry.blocks)
-    if prof.gamma_rule == "per_block":  # law.rule_gamma: drop_prob / prod(k)
-        num, den = 1.0, float(k_prod)
-    elif prof.gamma_rule == "paper":  # law.rule_gamma: drop_prob * prod(L) / (prod(k) * prod(L - k + 1))
-        valid = math.prod(length - k + 1 for length, k in zip(geometry.sizes, geometry.blocks))
-        if valid <= 0:
-            return None  # Eq. 1 undefined: the Python operator raises its error
-        num, den = float(geometry.n_units), float(k_prod * valid)
-    else:
-        return None
+    try:
+        num, den = rule_factors(geometry, prof)
+    except ValueError:
+        return None  # no closed form (the exact rule), or Eq. 1 undefined (the Python operator raises its error)
     return (list(spec.shape), spec.dtype, list(_native._geometry_vector(geometry)), _SHARING_CODE[prof.sharing],
             num, den, float(prof.gamma_scale), prof.normalize == "global", float(prof.eps))

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import threading
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import torch
 from torch import Tensor
@@ -253,6 +253,11 @@ class _MaskSpec:
         self.native = (self.geometry is not None and contiguous and self.profile.sharing in _native.SHARING_MODES
                        and _native.takes(self.geometry))
         self._gammas: dict[float, float] = {}
+
+    @cached_property
+    def cpp_args(self) -> tuple | None:
+        """The static arguments of the C++ draw for this call, or None (:func:`dropblock._mask_op.args_of`)."""
+        return _mask_op.args_of(self)
 
     def gamma(self, drop_prob: float) -> float:
         """Gamma of ``drop_prob`` (:func:`dropblock.law.resolve_gamma`), remembered for the last few values."""

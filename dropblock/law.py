@@ -33,6 +33,7 @@ __all__ = [
     "AxisGeometry",
     "MapGeometry",
     "map_geometry",
+    "rule_factors",
     "rule_gamma",
     "exact_gamma",
     "resolve_gamma",
@@ -162,31 +163,44 @@ def map_geometry(sizes: tuple[int, ...], block_size: int, profile: Profile) -> M
     return MapGeometry(tuple(axes))
 
 
-def rule_gamma(geometry: MapGeometry, drop_prob: float, profile: Profile) -> float:
-    """Gamma given by the profile's ``paper`` or ``per_block`` rule, times ``gamma_scale``, clipped to [0, 1].
+def rule_factors(geometry: MapGeometry, profile: Profile) -> tuple[float, float]:
+    """``(num, den)`` of the profile's ``paper`` or ``per_block`` rule: its gamma is ``drop_prob * num / den``
+    (before ``gamma_scale`` and clipping, see :func:`rule_gamma`).
 
-    ``paper`` is Eq. 1 of the paper, ``gamma = (1 - keep_prob) / k**2 * f**2 / (f - k + 1)**2``, written
-    for any map as ``drop_prob * prod(L) / (prod(k) * prod(L - k + 1))`` with the effective sides ``k``.
-    ``per_block`` is ``drop_prob / prod(k)`` (original dropblock 0.3.0, ``_compute_gamma``).
+    ``paper`` is Eq. 1 of the paper, ``gamma = (1 - keep_prob) / k**2 * f**2 / (f - k + 1)**2``, written for
+    any map as ``num = prod(L)``, ``den = prod(k) * prod(L - k + 1)`` with the effective sides ``k``.
+    ``per_block`` is ``num = 1``, ``den = prod(k)`` (original dropblock 0.3.0, ``_compute_gamma``). Both are
+    integers below ``2**53`` here, so as floats they are exact.
 
     Raises
     ------
     ValueError
-        For the ``paper`` rule when a block side exceeds its axis (``L - k + 1 <= 0``).
+        For the ``paper`` rule when a block side exceeds its axis (``L - k + 1 <= 0``); for another rule.
     """
     k_prod = math.prod(geometry.blocks)
     if profile.gamma_rule == "per_block":
-        gamma = drop_prob / k_prod
-    elif profile.gamma_rule == "paper":
+        return 1.0, float(k_prod)
+    if profile.gamma_rule == "paper":
         valid = math.prod(L - k + 1 for L, k in zip(geometry.sizes, geometry.blocks))
         if valid <= 0:
             raise ValueError(
                 f"Eq. 1 is undefined for block sides {geometry.blocks} on a map {geometry.sizes}"
             )
-        gamma = drop_prob * geometry.n_units / (k_prod * valid)
-    else:
-        raise ValueError(f"rule_gamma does not handle gamma_rule={profile.gamma_rule!r}")
-    return min(max(gamma * profile.gamma_scale, 0.0), 1.0)
+        return float(geometry.n_units), float(k_prod * valid)
+    raise ValueError(f"rule_gamma does not handle gamma_rule={profile.gamma_rule!r}")
+
+
+def rule_gamma(geometry: MapGeometry, drop_prob: float, profile: Profile) -> float:
+    """Gamma given by the profile's ``paper`` or ``per_block`` rule (:func:`rule_factors`), ``drop_prob * num /
+    den``, times ``gamma_scale``, clipped to [0, 1].
+
+    Raises
+    ------
+    ValueError
+        As :func:`rule_factors`.
+    """
+    num, den = rule_factors(geometry, profile)
+    return min(max(drop_prob * num / den * profile.gamma_scale, 0.0), 1.0)
 
 
 def expected_drop_fraction(geometry: MapGeometry, gamma: float) -> float:
