@@ -117,7 +117,7 @@ def _remember(marker: Path, reason: str) -> None:
         pass  # an unwritable cache: nothing to remember with
 
 
-def _compile(attempts, target: Path, deadline: float) -> None:
+def _compile(kind: str, attempts, target: Path, deadline: float) -> None:
     """Build ``target`` with the first of ``attempts(output, workdir)`` (each a list of command lines, run in
     order) whose commands all succeed; the library is moved into place atomically, with its manifest."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def _compile(attempts, target: Path, deadline: float) -> None:
                     os.replace(tmp, target)  # atomic: concurrent builders each write their own files
                     os.replace(manifest_tmp, _manifest(target))
                     return
-        raise BuildError(f"compiling the {target.name.split('_')[1]} failed: {errors[0]}")
+        raise BuildError(f"compiling the {kind} failed: {errors[0]}")
     finally:
         for leftover in (tmp, manifest_tmp):
             if os.path.exists(leftover):
@@ -179,7 +179,7 @@ def _build(kind: str, compilers: list[tuple[str, tuple[str, ...]]], source: byte
             versions.append(version.stdout)
         target = cache_dir() / f"dropblock_{kind}_{_digest(source, *versions, _cpu_id(), *platform_id)}.so"
         if not verify(target):
-            _compile(attempts, target, deadline)
+            _compile(kind, attempts, target, deadline)
         return target
     except (BuildError, OSError) as exc:
         if isinstance(exc, BuildError):
@@ -215,14 +215,7 @@ def build_operator() -> Path:
     with the kernel's C sources, against the running torch's headers and libraries), built if needed.
 
     Built with ``$CXX`` (default ``c++``, C++20 as torch's headers need, else C++17) and ``$CC``; keyed as
-    :func:`build` is, and also by torch's version and location.
-
-    Raises
-    ------
-    BuildError
-        No compiler; the build failed or timed out (now or in an earlier process, see the module docstring).
-    OSError
-        The cache folder cannot be written.
+    :func:`build` is, and also by torch's version and location. Raises as :func:`build`.
     """
     import torch
 

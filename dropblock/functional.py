@@ -145,13 +145,14 @@ def _plan_of(n: int, c: int, geometry: MapGeometry, gamma: float, prof: Profile,
     """Steps 2-3 and the scale of step 4 for ``n x c`` maps of ``geometry``: the block plan (drawn by the CPU
     kernel where ``native``, else by torch operations on ``device``) and ``scale``."""
     plan: _native.NativePlan | BlockPlan
+    n_masks = mask_count(prof.sharing, n, c)
     if native:
         plan = _native.NativePlan.draw(gamma, generator, geometry, prof.sharing, n, c)
     else:
-        seeds = _draw_positions(mask_count(prof.sharing, n, c) * geometry.n_seed_positions, gamma, device, generator)
+        seeds = _draw_positions(n_masks * geometry.n_seed_positions, gamma, device, generator)
         plan = plan_blocks(seeds, geometry, prof.sharing, n, c)
         del seeds
-    return plan, _scale(prof, mask_count(prof.sharing, n, c) * geometry.n_units, plan.n_dropped)
+    return plan, _scale(prof, n_masks * geometry.n_units, plan.n_dropped)
 
 
 def _scale(prof: Profile, mask_len: int, n_dropped: int) -> float:
