@@ -24,10 +24,11 @@ interleaved rounds (every variant once per round, in a rotating order, so that d
 hits them alike); a variant's overhead is the median over rounds of ``time(variant) / time(none)`` in the same
 round, minus 1, and its step is compared with the matching timm step (``timm:per-channel`` for ``ref:paper``,
 ``timm`` otherwise) by the median (and quartiles) of ``time(variant) / time(timm step)`` in the same round. Graph
-breaks are counted by ``torch._dynamo.explain``. Graphs are compiled afresh (inductor's caches off). ``--variants``
-runs some of the variants only (``none`` always runs: the overheads are taken against it). ``--clock cpu`` times
-steps in CPU time of the process (``time.process_time``) rather than elapsed time: on a machine shared with other
-jobs, elapsed time also counts the time the process waited for a core, which hits the variants of a round unevenly.
+breaks are counted by ``torch._dynamo.explain``. Each stage is compiled afresh (dynamo reset, inductor's caches
+off). ``--variants`` runs some of the variants only (``none`` always runs: the overheads are taken against it).
+``--clock cpu`` times steps in CPU time of the process (``time.process_time``) rather than elapsed time: on a
+machine shared with other jobs, elapsed time also counts the time the process waited for a core, which hits the
+variants of a round unevenly.
 ``--profile-draws STEPS`` profiles the steps instead and prints the time of each variant's draw between the
 compiled kernels.
 """
@@ -84,9 +85,7 @@ def make_drop(variant: str) -> nn.Module:
 
 
 def _step(block: nn.Module, backend: str):
-    # Static shapes: every stage is compiled for its own shape (without dynamic=False, dynamo would compile
-    # the stages after the first for symbolic shapes, and the code it then emits is not the one under test).
-    loss = torch.compile(lambda x: block(x).square().mean(), backend=backend, dynamic=False)
+    loss = torch.compile(lambda x: block(x).square().mean(), backend=backend)
     opt = torch.optim.SGD(block.parameters(), lr=1e-3)
 
     def step(x: torch.Tensor) -> None:
@@ -100,13 +99,13 @@ def _step(block: nn.Module, backend: str):
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, backend: str,
-              variants: tuple[str, ...] = VARIANTS, clock: str = "wall") -> list[dict]:
-    """One row per variant: median step time, overhead against ``none`` (median of per-round ratios, with
-    the quartiles of those ratios), and graph breaks. ``clock``: ``"wall"`` (``time.perf_counter``) or
-    ``"cpu"`` (``time.process_time``, the CPU time of the process's threads)."""
-    now = CLOCKS[clock]
-    torch._dynamo.reset()  # the steps of all variants share one code object, and dynamo keeps 8 graphs per object
+def _stage(channels: int, side: int, batch: int, variants: tuple[str, ...]) -> tuple[torch.Tensor, dict]:
+    """The input of a stage and one block per variant (copies of one block: the same weights).
+
+    Resets dynamo first: the steps of all variants and stages share one code object (the loss lambda of
+    :func:`_step`), so without a reset dynamo would compile the stages after the first for symbolic shapes
+    (another draw, another code), then run them eagerly once its graphs per code object ran out."""
+    torch._dynamo.reset()
     torch.manual_seed(0)
     base = Bottleneck(channels, nn.Identity()).train()
     x = torch.randn(batch, channels, side, side)
@@ -115,11 +114,26 @@ def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, ba
         block = copy.deepcopy(base)
         block.drop = make_drop(variant)
         blocks[variant] = block
-    breaks = {v: torch._dynamo.explain(copy.deepcopy(b))(x).graph_break_count for v, b in blocks.items()}
+    return x, blocks
+
+
+def _compiled_steps(blocks: dict, x: torch.Tensor, backend: str, warmup: int) -> dict:
     steps = {v: _step(b, backend) for v, b in blocks.items()}
     for step in steps.values():
         for _ in range(warmup):  # the first call compiles
             step(x)
+    return steps
+
+
+def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, backend: str,
+              variants: tuple[str, ...] = VARIANTS, clock: str = "wall") -> list[dict]:
+    """One row per variant: median step time, overhead against ``none`` (median of per-round ratios, with
+    the quartiles of those ratios), and graph breaks. ``clock``: ``"wall"`` (``time.perf_counter``) or
+    ``"cpu"`` (``time.process_time``, the CPU time of the process's threads)."""
+    now = CLOCKS[clock]
+    x, blocks = _stage(channels, side, batch, variants)
+    breaks = {v: torch._dynamo.explain(copy.deepcopy(b))(x).graph_break_count for v, b in blocks.items()}
+    steps = _compiled_steps(blocks, x, backend, warmup)
     times: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(rounds):
         order = variants[r % len(variants):] + variants[: r % len(variants)]
@@ -212,19 +226,9 @@ def profile_draws(channels: int, side: int, batch: int, steps: int, backend: str
     the operators of :data:`DRAW_OPS` with their children), in microseconds: the draw between cold kernels."""
     from torch.profiler import ProfilerActivity, profile
 
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    base = Bottleneck(channels, nn.Identity()).train()
-    x = torch.randn(batch, channels, side, side)
+    x, blocks = _stage(channels, side, batch, tuple(v for v in variants if v != "none"))
     rows = []
-    for variant in variants:
-        if variant == "none":
-            continue
-        block = copy.deepcopy(base)
-        block.drop = make_drop(variant)
-        step = _step(block, backend)
-        for _ in range(3):
-            step(x)
+    for variant, step in _compiled_steps(blocks, x, backend, warmup=3).items():
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 step(x)
