@@ -31,13 +31,13 @@ def _calls(shape: tuple[int, ...], profile: str):
     key = profile_key(get_profile(profile))
     drop_prob = torch.tensor(DROP_PROB, dtype=torch.float64)
     args = (list(shape), torch.float32, BLOCK_SIZE, 2, key)
-    fast = _mask_op.static_args(_op._mask_spec(shape, torch.float32, BLOCK_SIZE, 2, key))
-    if fast is None:
+    call = _mask_op.static_args(_op._mask_spec(shape, torch.float32, BLOCK_SIZE, 2, key))
+    if call is None:
         raise ValueError(f"the C++ operator does not take profile {profile!r} ({_mask_op.status()})")
     python_op, cpp_op = torch.ops.dropblock.draw_multiplier.default, torch.ops.dropblock.drop_block_mask_cpu.default
     return {
         "python": lambda: python_op(args[0], args[1], torch.device("cpu"), drop_prob, *args[2:], 0),
-        "c++": lambda: cpp_op(drop_prob, *args, *fast),
+        "c++": lambda: cpp_op(drop_prob, call),
     }
 
 

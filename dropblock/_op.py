@@ -175,10 +175,9 @@ def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, 
     """
     if generator == 0 and device.type == "cpu" and drop_prob.device.type == "cpu" and _concrete(shape, block_size,
                                                                                              spatial_dims):
-        fast = _mask_op.static_args(_mask_spec(tuple(shape), dtype, block_size, spatial_dims, profile))
-        if fast is not None:
-            return torch.ops.dropblock.drop_block_mask_cpu(drop_prob, shape, dtype, block_size, spatial_dims, profile,
-                                                           *fast)
+        call = _mask_op.static_args(_mask_spec(tuple(shape), dtype, block_size, spatial_dims, profile))
+        if call is not None:
+            return torch.ops.dropblock.drop_block_mask_cpu(drop_prob, call)
     return torch.ops.dropblock.draw_multiplier(shape, dtype, device, drop_prob, block_size, spatial_dims, profile,
                                                generator)
 
@@ -208,28 +207,28 @@ def draw_multiplier(shape: list[int], dtype: torch.dtype, device: torch.device, 
 
 _LIB.impl("draw_multiplier", draw_multiplier, "CompositeExplicitAutograd")
 
-# The C++ draw (``_kernel/op.cpp``, :mod:`dropblock._mask_op`). Its schema and this Python kernel are registered
-# here, so that a compiled graph that names it (from inductor's cache, say) runs in any process: the kernel draws
-# from the arguments of the call, as ``draw_multiplier``; the C++ kernel, registered for the CPU dispatch key when
-# its library is loaded, takes precedence over this one.
-_LIB.define("drop_block_mask_cpu(Tensor drop_prob, SymInt[] input_shape, ScalarType input_dtype, SymInt block_size, "
-            "SymInt spatial_dims, str profile, SymInt[] shape, ScalarType dtype, int[] geometry, int sharing, "
-            "float gamma_num, float gamma_den, float gamma_scale, bool normalize, float eps) -> Tensor",
+# The C++ draw (``_kernel/op.cpp``, :mod:`dropblock._mask_op`): ``drop_prob`` and one string that holds the
+# static arguments of the call (:func:`dropblock._mask_op.encode`). Its schema and this Python kernel are
+# registered here, so that a compiled graph that names it (from inductor's cache, say) runs in any process: the
+# kernel draws from the call that the string records, as ``draw_multiplier``; the C++ kernel, registered for the
+# CPU dispatch key when its library is loaded, takes precedence over this one.
+_LIB.define("drop_block_mask_cpu(Tensor drop_prob, str call) -> Tensor",
             tags=(torch.Tag.nondeterministic_seeded, torch.Tag.pt2_compliant_tag))
 
 
-def _drop_block_mask_python(drop_prob, input_shape, input_dtype, block_size, spatial_dims, profile, *_):
-    return draw_multiplier(input_shape, input_dtype, torch.device("cpu"), drop_prob, block_size, spatial_dims,
-                           profile, 0)
+def _drop_block_mask_python(drop_prob: Tensor, call: str) -> Tensor:
+    c = _mask_op.decode(call).call
+    return draw_multiplier(list(c.input_shape), c.input_dtype, torch.device("cpu"), drop_prob, c.block_size,
+                           c.spatial_dims, c.profile, 0)
 
 
 _LIB.impl("drop_block_mask_cpu", _drop_block_mask_python, "CompositeExplicitAutograd")
 
 
 @torch.library.register_fake("dropblock::drop_block_mask_cpu", lib=_LIB)
-def _drop_block_mask_cpu_fake(drop_prob, input_shape, input_dtype, block_size, spatial_dims, profile, shape, dtype,
-                              *_):
-    return _new_multiplier(shape, dtype, torch.device("cpu"))
+def _drop_block_mask_cpu_fake(drop_prob: Tensor, call: str) -> Tensor:
+    decoded = _mask_op.decode(call)
+    return _new_multiplier(decoded.shape, decoded.dtype, torch.device("cpu"))
 
 
 class _MaskSpec:
@@ -252,11 +251,12 @@ class _MaskSpec:
         contiguous = torch.empty(self.shape, device="meta", memory_format=self.layout).is_contiguous()
         self.native = (self.geometry is not None and contiguous and self.profile.sharing in _native.SHARING_MODES
                        and _native.takes(self.geometry))
+        self.call = (shape, dtype, block_size, spatial_dims, profile)  # recorded in the C++ draw's call string
         self._gammas: dict[float, float] = {}
 
     @cached_property
-    def cpp_args(self) -> tuple | None:
-        """The static arguments of the C++ draw for this call, or None (:func:`dropblock._mask_op.args_of`)."""
+    def cpp_args(self) -> str | None:
+        """The call string of the C++ draw for this call, or None (:func:`dropblock._mask_op.args_of`)."""
         return _mask_op.args_of(self)
 
     def gamma(self, drop_prob: float) -> float:

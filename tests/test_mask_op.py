@@ -7,6 +7,7 @@ when a graph is traced only for the calls it takes, and leave the Python draw in
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from torch._dynamo.backends.common import aot_autograd
 from dropblock import DropBlock2D, DropBlock3D, _mask_op, _op, get_profile
 from dropblock._keys import generator_key, profile_key
 from dropblock.functional import drop_block
+from dropblock.law import rule_factors
 
 OPS = torch.ops.dropblock
 
@@ -35,12 +37,12 @@ def _draws(shape, dtype, drop_prob, profile, block_size=3, seed=0):
     key = profile_key(get_profile(profile))
     args = (list(shape), dtype, torch.device("cpu"), torch.tensor(drop_prob, dtype=torch.float64), block_size,
             len(shape) - 2, key, 0)
-    fast = _mask_op.static_args(_op._mask_spec(tuple(shape), dtype, block_size, len(shape) - 2, key))
-    assert fast is not None
+    call = _mask_op.static_args(_op._mask_spec(tuple(shape), dtype, block_size, len(shape) - 2, key))
+    assert call is not None
     torch.manual_seed(seed)
     slow = (OPS.draw_multiplier(*args), torch.rand(3))
     torch.manual_seed(seed)
-    return slow, (OPS.drop_block_mask_cpu(args[3], *args[:2], *args[4:7], *fast), torch.rand(3))
+    return slow, (OPS.drop_block_mask_cpu(args[3], call), torch.rand(3))
 
 
 @pytest.mark.parametrize("profile", ["timm", "original", "paper,sharing=batch", "timm,gamma_scale=0.5"])
@@ -56,17 +58,37 @@ def test_the_cpp_draw_is_the_python_draw(profile, shape, dtype):
 
 
 def test_bad_arguments_raise_value_errors():
-    call = ([2, 3, 8, 8], torch.float32, 3, 2, "timm")
-    fast = _mask_op.static_args(_op._mask_spec(tuple(call[0]), *call[1:]))
+    call = _mask_op.static_args(_op._mask_spec((2, 3, 8, 8), torch.float32, 3, 2, "timm"))
     with pytest.raises(ValueError, match=r"drop_prob must be in \[0, 1\], got 1.5"):
-        OPS.drop_block_mask_cpu(torch.tensor(1.5, dtype=torch.float64), *call, *fast)
+        OPS.drop_block_mask_cpu(torch.tensor(1.5, dtype=torch.float64), call)
     with pytest.raises(ValueError, match="floating scalar tensor"):
-        OPS.drop_block_mask_cpu(torch.tensor([0.1, 0.2]), *call, *fast)
-    shape, dtype, geometry, *rest = fast
-    with pytest.raises(ValueError, match="16 values"):
-        OPS.drop_block_mask_cpu(torch.tensor(0.1), *call, shape, dtype, geometry[:5], *rest)
-    with pytest.raises(ValueError, match="units per map"):
-        OPS.drop_block_mask_cpu(torch.tensor(0.1), *call, [2, 1, 8, 9], dtype, geometry, *rest)
+        OPS.drop_block_mask_cpu(torch.tensor([0.1, 0.2]), call)
+    tokens = call.split(" ")
+    geometry = tokens[3].split(",")
+    for bad in (" ".join([*tokens[:3], ",".join(geometry[:5]), *tokens[4:]]),  # a short geometry vector
+                " ".join([tokens[0], "2,1,8,9", *tokens[2:]])):  # a shape that does not match the geometry
+        with pytest.raises(ValueError, match="16 values|units per map"):
+            OPS.drop_block_mask_cpu(torch.tensor(0.1), bad)
+    for bad in ("", "v0" + call[2:], call.replace(" f32 ", " f16 "), call.replace(" 1 1 ", " 1 2 "),
+                " ".join([*tokens[:6], tokens[6][:-1], *tokens[7:]])):  # a float's bits cut short
+        with pytest.raises(ValueError, match="not a call string"):
+            OPS.drop_block_mask_cpu(torch.tensor(0.1), bad)
+        with pytest.raises(ValueError, match="not a call string"):
+            _mask_op.decode(bad)
+
+
+@pytest.mark.parametrize("profile", ["timm", "original", "timm,gamma_scale=0.5", "paper,sharing=batch"])
+def test_the_call_string_records_the_call_exactly(profile):
+    """Every float of the call string comes back bit for bit, and the call it records is the call."""
+    key = profile_key(get_profile(profile))
+    spec = _op._mask_spec((3, 5, 11, 13), torch.float16, 5, 2, key)
+    call = _mask_op.static_args(spec)
+    decoded = _mask_op.decode(call)
+    assert decoded.shape == spec.shape and decoded.dtype == spec.dtype
+    assert decoded.call == ((3, 5, 11, 13), torch.float16, 5, 2, key)
+    factors = [struct.unpack(">d", bytes.fromhex(t))[0] for t in call.split(" ")[6:10]]
+    prof = spec.profile
+    assert factors == [*rule_factors(spec.geometry, prof), prof.gamma_scale, prof.eps]
 
 
 def _forward_targets(module, x, **options):
@@ -124,7 +146,7 @@ def test_without_a_cxx_compiler_the_python_draw_is_used(tmp_path):
         f"fast = {_mask_op.static_args(_op._mask_spec((2, 3, 9, 9), torch.float32, 3, 2, 'timm'))!r}\n"
         "p = torch.tensor(0.3, dtype=torch.float64)\n"
         "call = ([2, 3, 9, 9], torch.float32, 3, 2, 'timm')\n"
-        "torch.manual_seed(0); c = torch.ops.dropblock.drop_block_mask_cpu(p, *call, *fast)\n"
+        "torch.manual_seed(0); c = torch.ops.dropblock.drop_block_mask_cpu(p, fast)\n"
         "torch.manual_seed(0); d = torch.ops.dropblock.draw_multiplier(call[0], call[1], torch.device('cpu'), p,"
         " *call[2:], 0)\n"
         "assert torch.equal(c, d) and c.stride() == d.stride()\n"

@@ -18,8 +18,11 @@
  *
  * Built by dropblock/_build.py (build_operator) with the C++ compiler and torch's headers, beside plan.c and
  * apply.c, and loaded with torch.ops.load_library by dropblock/_mask_op.py, which decides, when a graph is
- * traced, whether a call can take this operator. The first six arguments are those of the call (the Python
- * kernel draws from them); the others are what this kernel needs, computed once when the graph is traced.
+ * traced, whether a call can take this operator. Its arguments are drop_prob and one string, the call string
+ * (dropblock/_mask_op.py, encode), written once when the graph is traced: what this kernel needs, then the
+ * arguments of the call, from which the Python kernel draws. One string rather than fifteen arguments, because a
+ * compiled graph calls the operator from Python once per step and torch.ops converts every argument and every
+ * element of a list on every call.
  */
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -29,7 +32,13 @@
 #include <ATen/ops/from_blob.h>
 #include <torch/library.h>
 
+#include <ATen/ops/log1p_cpu_dispatch.h>
+
 #include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <string>
+#include <string_view>
 #include <cmath>
 #include <cstdint>
 #include <mutex>
@@ -72,16 +81,105 @@ void fill(at::Tensor &m, double value) {
     }
 }
 
+/* The static arguments of a call, read from its call string (dropblock/_mask_op.py, encode): "v1", the
+ * multiplier's shape (comma-separated) and dtype (f32 or f64), the 16 values of the geometry vector, the sharing
+ * code, normalize (0 or 1), then gamma_num, gamma_den, gamma_scale and eps as the 16 hex digits of their float64
+ * bits; the tokens after those (the call's own arguments) are the Python kernel's. */
+struct Call {
+    std::vector<int64_t> shape, geometry;
+    at::ScalarType dtype = at::kFloat;
+    int64_t sharing = 0;
+    bool normalize = false;
+    double gamma_num = 0, gamma_den = 0, gamma_scale = 0, eps = 0;
+};
+
+class Tokens {
+  public:
+    explicit Tokens(std::string_view text) : rest_(text) {}
+    std::string_view next() {
+        const size_t end = std::min(rest_.find(' '), rest_.size());
+        std::string_view token = rest_.substr(0, end);
+        rest_.remove_prefix(std::min(end + 1, rest_.size()));
+        return token;
+    }
+
+  private:
+    std::string_view rest_;
+};
+
+bool read_int(std::string_view s, int64_t &value) {
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    return ec == std::errc() && end == s.data() + s.size() && !s.empty();
+}
+
+bool read_ints(std::string_view list, std::vector<int64_t> &values) {  // comma-separated
+    values.clear();
+    while (true) {
+        const size_t comma = std::min(list.find(','), list.size());
+        int64_t v = 0;
+        if (!read_int(list.substr(0, comma), v)) return false;
+        values.push_back(v);
+        if (comma == list.size()) return true;
+        list.remove_prefix(comma + 1);
+    }
+}
+
+bool read_bits(std::string_view s, double &value) {  // 16 hex digits: the float64's bits, exact in any locale
+    uint64_t bits = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), bits, 16);
+    if (ec != std::errc() || end != s.data() + s.size() || s.size() != 16) return false;
+    std::memcpy(&value, &bits, sizeof value);
+    return true;
+}
+
+bool parse_call(std::string_view text, Call &call) {
+    Tokens tokens{text};
+    if (tokens.next() != "v1") return false;
+    const std::string_view shape = tokens.next(), dtype = tokens.next(), geometry = tokens.next();
+    if (!read_ints(shape, call.shape) || !read_ints(geometry, call.geometry)) return false;
+    if (dtype == "f32") {
+        call.dtype = at::kFloat;
+    } else if (dtype == "f64") {
+        call.dtype = at::kDouble;
+    } else {
+        return false;
+    }
+    int64_t normalize = 0;
+    if (!read_int(tokens.next(), call.sharing) || !read_int(tokens.next(), normalize) || (normalize >> 1) != 0)
+        return false;
+    call.normalize = normalize == 1;
+    return read_bits(tokens.next(), call.gamma_num) && read_bits(tokens.next(), call.gamma_den) &&
+           read_bits(tokens.next(), call.gamma_scale) && read_bits(tokens.next(), call.eps);
+}
+
+/* The call of the last call string seen by this thread: a compiled step passes the same string every step. */
+const Call &decoded(c10::string_view text) {
+    thread_local std::string last;
+    thread_local Call call;
+    thread_local bool valid = false;
+    const std::string_view view(text.data(), text.size());
+    if (!valid || view != last) {
+        valid = false;
+        Call fresh;
+        TORCH_CHECK_VALUE(parse_call(view, fresh), "not a call string of dropblock::drop_block_mask_cpu (v1): '",
+                          std::string(view), "'");
+        call = std::move(fresh);
+        last.assign(view);
+        valid = true;
+    }
+    return call;
+}
+
 struct PlanGuard {
     void *handle;
     ~PlanGuard() { db_plan_free(handle); }
 };
 
-at::Tensor drop_block_mask_cpu(const at::Tensor &drop_prob, c10::IntArrayRef /*input_shape*/,
-                               at::ScalarType /*input_dtype*/, int64_t /*block_size*/, int64_t /*spatial_dims*/,
-                               c10::string_view /*profile*/, c10::IntArrayRef shape, at::ScalarType dtype,
-                               c10::IntArrayRef geometry, int64_t sharing, double gamma_num, double gamma_den,
-                               double gamma_scale, bool normalize, double eps) {
+at::Tensor drop_block_mask_cpu(const at::Tensor &drop_prob, c10::string_view call_string) {
+    const Call &call = decoded(call_string);
+    const c10::IntArrayRef shape(call.shape), geometry(call.geometry);
+    const at::ScalarType dtype = call.dtype;
+    const int64_t sharing = call.sharing;
     TORCH_CHECK_VALUE(drop_prob.numel() == 1 && at::isFloatingType(drop_prob.scalar_type()),
                       "drop_prob must be a floating scalar tensor, got ", drop_prob.scalar_type(), " of shape ",
                       drop_prob.sizes());
@@ -109,7 +207,7 @@ at::Tensor drop_block_mask_cpu(const at::Tensor &drop_prob, c10::IntArrayRef /*i
     TORCH_CHECK_VALUE(n_maps * n_units == m.numel(), "the geometry's ", n_units, " units per map do not match ",
                       shape);
     const int64_t n_masks = sharing == 1 ? batch : 1;
-    const double gamma = std::min(std::max(p * gamma_num / gamma_den * gamma_scale, 0.0), 1.0);
+    const double gamma = std::min(std::max(p * call.gamma_num / call.gamma_den * call.gamma_scale, 0.0), 1.0);
     const int64_t n_positions = n_masks * per_map;
 
     PlanGuard plan{db_plan_begin(n_masks, geometry.data())};
@@ -128,7 +226,9 @@ at::Tensor drop_block_mask_cpu(const at::Tensor &drop_prob, c10::IntArrayRef /*i
             const auto n_draw = static_cast<int64_t>(remaining_mean + 6.0 * std::sqrt(remaining_mean + 1.0) + 16.0);
             buffer.resize(static_cast<size_t>(n_draw));
             negated_uniforms(buffer.data(), n_draw);
-            at::from_blob(buffer.data(), {n_draw}, at::TensorOptions().dtype(at::kDouble)).log1p_();
+            // torch's log1p kernel, without the dispatcher's layers above it (the same function of the same bits)
+            at::Tensor logs = at::from_blob(buffer.data(), {n_draw}, at::TensorOptions().dtype(at::kDouble));
+            at::cpu::log1p_(logs);
             const int rc = db_plan_extend(plan.handle, buffer.data(), n_draw, log_q,
                                           static_cast<double>(n_positions), &position);
             TORCH_CHECK(rc >= 0, "DropBlock CPU kernel: cannot allocate the seeds");
@@ -142,9 +242,9 @@ at::Tensor drop_block_mask_cpu(const at::Tensor &drop_prob, c10::IntArrayRef /*i
     TORCH_CHECK(n_dropped >= 0, "DropBlock CPU kernel: cannot allocate the counting buffer");
 
     double scale = 1.0;
-    if (normalize) {
+    if (call.normalize) {
         const int64_t mask_len = n_masks * n_units, kept = mask_len - n_dropped;
-        const double denom = static_cast<double>(kept) + eps;
+        const double denom = static_cast<double>(kept) + call.eps;
         scale = kept > 0 && denom > 0 ? static_cast<double>(mask_len) / denom : 0.0;
         if (!std::isfinite(scale)) scale = 0.0;
     }
