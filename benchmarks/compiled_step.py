@@ -23,7 +23,9 @@ compiled together (``torch.compile(lambda x: block(x).square().mean())``), backw
 interleaved rounds (every variant once per round, in a rotating order, so that drifting load on a shared machine
 hits them alike); a variant's overhead is the median over rounds of ``time(variant) / time(none)`` in the same
 round, minus 1, and its step is compared with the matching timm step (``timm:per-channel`` for ``ref:paper``,
-``timm`` otherwise) by the median (and quartiles) of ``time(variant) / time(timm step)`` in the same round. Graph
+``timm`` otherwise) by the median (and quartiles) of ``time(variant) / time(timm step)`` in the same round, with
+the 95% confidence interval of that median and the p-value of a one-sided sign test of "no slower than timm's
+step" (:func:`compare`). Graph
 breaks are counted by ``torch._dynamo.explain``. Each stage is compiled afresh (dynamo reset, inductor's caches
 off). ``--variants`` runs some of the variants only (``none`` always runs: the overheads are taken against it).
 ``--clock cpu`` times steps in CPU time of the process (``time.process_time``) rather than elapsed time: on a
@@ -151,23 +153,48 @@ def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, ba
         rows.append({"shape": [batch, channels, side, side], "variant": variant,
                      "median_ms": 1e3 * statistics.median(times[variant]),
                      "vs_timm": statistics.median(vs_timm), "vs_timm_q1": q_timm[0], "vs_timm_q3": q_timm[2],
+                     **(compare(vs_timm) if variant != peer and peer in times else {}),
                      "overhead_pct": 100 * (statistics.median(ratios) - 1),
                      "overhead_q1_pct": 100 * (q[0] - 1), "overhead_q3_pct": 100 * (q[2] - 1),
                      "graph_breaks": breaks[variant], "rounds": rounds})
     return rows
 
 
+#: Confidence level of the interval of the median ratio to timm's step, and alpha of the sign test.
+CONFIDENCE, ALPHA = 0.95, 0.05
+
+
+def compare(ratios: list[float]) -> dict:
+    """The median of the per-round ratios ``time(variant) / time(timm step)``: its 95% confidence interval and the
+    one-sided sign test of H0 "the variant's step is no slower than timm's" (median ratio <= 1) against "slower"
+    (median > 1), ``scipy.stats.quantile_test``. Rounds are the independent pairs (one step of each, in one
+    round, in a rotating order); the test makes no assumption on their distribution. ``slower_pvalue`` below
+    :data:`ALPHA` says the variant's step is slower than timm's."""
+    from scipy import stats
+
+    finite = [r for r in ratios if math.isfinite(r)]
+    if len(finite) < 2:
+        return {}
+    interval = stats.quantile_test(finite, q=1.0, p=0.5).confidence_interval(CONFIDENCE)
+    slower = stats.quantile_test(finite, q=1.0, p=0.5, alternative="greater")
+    return {"vs_timm_ci_low": float(interval.low), "vs_timm_ci_high": float(interval.high),
+            "slower_pvalue": float(slower.pvalue)}
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| shape | variant | step (ms, median) | overhead vs none (median [q1, q3]) | "
-             "step / timm step (median [q1, q3]) | graph breaks |", "|---|---|---:|---:|---:|---:|"]
+             "step / timm step (median [q1, q3]) | 95% CI of that median | p (slower than timm) | graph breaks |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         overhead = ("" if row["variant"] == "none" else
                     f"{row['overhead_pct']:+.1f}% [{row['overhead_q1_pct']:+.1f}, {row['overhead_q3_pct']:+.1f}]")
         shape = "x".join(map(str, row["shape"]))
         vs_timm = (f"{row['vs_timm']:.3f}" if math.isnan(row["vs_timm"]) else
                    f"{row['vs_timm']:.3f} [{row['vs_timm_q1']:.3f}, {row['vs_timm_q3']:.3f}]")
-        lines.append(f"| {shape} | {row['variant']} | {row['median_ms']:.1f} | {overhead} | {vs_timm} | "
-                     f"{row['graph_breaks']} |")
+        ci = f"[{row['vs_timm_ci_low']:.3f}, {row['vs_timm_ci_high']:.3f}]" if "vs_timm_ci_low" in row else ""
+        pvalue = f"{row['slower_pvalue']:.3f}" if "slower_pvalue" in row else ""
+        lines.append(f"| {shape} | {row['variant']} | {row['median_ms']:.1f} | {overhead} | {vs_timm} | {ci} | "
+                     f"{pvalue} | {row['graph_breaks']} |")
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,6 +35,19 @@ def test_tiny_stage_rows_and_table():
     assert all(f"| 2x8x9x9 | {v} |" in text for v in variants)
     if HAS_TIMM:
         assert rows[3]["vs_timm_q1"] <= rows[3]["vs_timm"] <= rows[3]["vs_timm_q3"]
+        assert "slower_pvalue" in rows[2] and "slower_pvalue" not in rows[3]  # ref:timm against timm, not timm
+
+
+def test_the_comparison_with_timm_finds_a_slower_step_and_only_then():
+    rng = np.random.default_rng(7)
+    same = list(rng.normal(1.0, 0.03, 400))
+    slower = [r * 1.01 for r in same]  # 1% slower than timm's step in every round
+    result = compiled_step.compare(same)
+    assert result["vs_timm_ci_low"] < np.median(same) < result["vs_timm_ci_high"]
+    assert result["slower_pvalue"] > compiled_step.ALPHA
+    assert compiled_step.compare(slower)["slower_pvalue"] < compiled_step.ALPHA
+    assert compiled_step.compare([r * 0.99 for r in same])["slower_pvalue"] > 0.5
+    assert compiled_step.compare([1.0]) == {}
 
 
 def test_block_and_variants():
@@ -53,15 +67,17 @@ def test_variant_selection():
         compiled_step.select_variants("timm,nope")
 
 
-def test_mask_draw_bench_times_both_draws(monkeypatch):
+@pytest.mark.parametrize("cold_mib", [0, 1])
+def test_mask_draw_bench_times_every_draw(monkeypatch, cold_mib):
     from benchmarks import mask_draw
 
     if not mask_draw._mask_op.available():
         pytest.skip(f"the C++ operator is {mask_draw._mask_op.status()}")
     monkeypatch.setattr(mask_draw, "STAGES", [(8, 9)])
-    rows = mask_draw.run(["timm"], rounds=2, calls=2)
+    rows = mask_draw.run(["timm"], rounds=3, calls=2, cold_mib=cold_mib)
     assert [r["shape"] for r in rows] == [[4, 8, 9, 9]]
-    assert rows[0]["python_us"] > 0 and rows[0]["cpp_us"] > 0
+    assert all(rows[0][f"{name}_us"] > 0 for name in ("python", "c++", "timm"))
+    assert rows[0]["cpp_vs_timm"] > 0 and rows[0]["cpp_vs_python"] > 0
     assert "| timm | 4x8x9x9 |" in mask_draw.table(rows)
     with pytest.raises(ValueError, match="does not take profile 'paper'"):
         mask_draw.run(["paper"], rounds=1, calls=1)
