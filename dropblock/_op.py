@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from . import _mask_op, _native, functional
+from ._hoist import hoist
 from ._keys import generator_of, profile_from_key
 from .law import map_geometry, resolve_gamma
 
@@ -170,16 +171,17 @@ def drop_block_mask(shape: list[int], dtype: torch.dtype, device: torch.device, 
     input before the draw and can fuse the product with its neighbours. The multiplier's masks are drawn as
     the input's would be (the same seeds, count and scale): a contiguous multiplier (masks shared by channels
     or by the batch) by the CPU kernel (under ``torch.compile``, with concrete shapes and torch's default
-    generator, as the C++ operator ``dropblock::drop_block_mask_cpu``), the others by the torch path. Errors as
+    generator, as the C++ operator ``dropblock::drop_block_mask_cpu``), the others by the torch path. Traced, the
+    draw is moved as early in the graph as the generator's order allows (:mod:`dropblock._hoist`). Errors as
     :func:`drop_block`.
     """
     if generator == 0 and device.type == "cpu" and drop_prob.device.type == "cpu" and _concrete(shape, block_size,
                                                                                              spatial_dims):
         call = _mask_op.static_args(_mask_spec(tuple(shape), dtype, block_size, spatial_dims, profile))
         if call is not None:
-            return torch.ops.dropblock.drop_block_mask_cpu(drop_prob, call)
-    return torch.ops.dropblock.draw_multiplier(shape, dtype, device, drop_prob, block_size, spatial_dims, profile,
-                                               generator)
+            return hoist(torch.ops.dropblock.drop_block_mask_cpu(drop_prob, call), _DRAWS)
+    return hoist(torch.ops.dropblock.draw_multiplier(shape, dtype, device, drop_prob, block_size, spatial_dims,
+                                                     profile, generator), _DRAWS)
 
 
 def _concrete(shape, *numbers) -> bool:
@@ -223,6 +225,8 @@ def _drop_block_mask_python(drop_prob: Tensor, call: str) -> Tensor:
 
 
 _LIB.impl("drop_block_mask_cpu", _drop_block_mask_python, "CompositeExplicitAutograd")
+# The operators of a traced draw (:func:`drop_block_mask`, :func:`dropblock._hoist.hoist`).
+_DRAWS = (torch.ops.dropblock.drop_block_mask_cpu.default, torch.ops.dropblock.draw_multiplier.default)
 
 
 @torch.library.register_fake("dropblock::drop_block_mask_cpu", lib=_LIB)
