@@ -35,8 +35,10 @@ PEERS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".peers")
 PEER_PACKAGES = ("timm-1.0.22/timm", "dropblock-0.3.0/dropblock")
 # Written by tests(cpu), read by tests(peers): the tests skipped for want of a peer.
 PEER_SKIPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox", "peer-skips.txt")
-# Tests tests(peers) runs besides those: the reference under torch.compile, export and its custom operator.
-TORCH_VERSION_TESTS = ("tests/test_execution_modes.py", "tests/test_operator.py")
+# Tests tests(peers) runs besides those: the reference under torch.compile, export and its custom operators,
+# whose C++ operator is built against each torch and whose compiled draw is placed by reading torch's tracer.
+TORCH_VERSION_TESTS = ("tests/test_execution_modes.py", "tests/test_operator.py", "tests/test_mask_op.py",
+                       "tests/test_hoist.py")
 # triton (about 0.9 GB) compiles torch.compile's kernels for NVIDIA GPUs; without an NVIDIA driver it is never
 # loaded (inductor compiles C++ for the CPU), so uv installs torch 2.14.1 without it there: an override whose
 # marker never holds drops the dependency. DROPBLOCK_TRITON=1 keeps it. (pip has no overrides: with the
