@@ -16,7 +16,9 @@ with the same weights:
 - ``timm``: the installed timm's ``timm.layers.DropBlock2d(0.1, 7)`` (1.0.31: seeds at every position, one
   mask per sample shared by its channels, the law of ``ref:timm``);
 - ``timm:per-channel``: the same with ``couple_channels=False``, one mask per (sample, channel) like
-  ``ref:paper`` (seeds at every position, so not the paper's law, but the same amount of mask).
+  ``ref:paper`` (seeds at every position, so not the paper's law, but the same amount of mask);
+- ``timm:again`` (run only when named in ``--variants``): a second copy of ``timm``, the control of the
+  comparison with timm (:data:`CONTROLS`).
 
 Every variant is compiled alike (default backend) and timed in one training step: the block and a mean-square loss
 compiled together (``torch.compile(lambda x: block(x).square().mean())``), backward, an SGD step. Steps run in
@@ -53,6 +55,11 @@ import dropblock
 STAGES = [(256, 56), (512, 28), (1024, 14), (2048, 7)]  # (channels, map side) of benchmarks.cases.SHAPES_2D
 DROP_PROB, BLOCK_SIZE = 0.1, 7
 VARIANTS = ("none", "ref:paper", "ref:timm", "timm", "timm:per-channel")
+#: Variants run only when named: ``timm:again``, a second copy of timm's default DropBlock2d, compiled alike, is a
+#: control. Its ratio to ``timm`` shows what the comparison gives for two identical steps (a median near 1, a sign
+#: test that rejects in about ALPHA of the runs); a variant that differs from timm only by more than that differs.
+CONTROLS = ("timm:again",)
+KNOWN = VARIANTS + CONTROLS
 
 
 class Bottleneck(nn.Module):
@@ -79,11 +86,11 @@ def make_drop(variant: str) -> nn.Module:
         return nn.Identity()
     if variant.startswith("ref:"):
         return dropblock.DropBlock2D(DROP_PROB, BLOCK_SIZE, profile=variant[4:])
-    if variant in ("timm", "timm:per-channel"):
+    if variant in ("timm", "timm:again", "timm:per-channel"):
         from timm.layers import DropBlock2d
 
-        return DropBlock2d(drop_prob=DROP_PROB, block_size=BLOCK_SIZE, couple_channels=variant == "timm")
-    raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+        return DropBlock2d(drop_prob=DROP_PROB, block_size=BLOCK_SIZE, couple_channels=variant != "timm:per-channel")
+    raise ValueError(f"unknown variant {variant!r}; known: {', '.join(KNOWN)}")
 
 
 def _step(block: nn.Module, backend: str):
@@ -199,18 +206,18 @@ def table(rows: list[dict]) -> str:
 
 
 def select_variants(spec: str) -> tuple[str, ...]:
-    """The variants named in ``spec`` (comma-separated), in the order of :data:`VARIANTS`, with ``none``.
+    """The variants named in ``spec`` (comma-separated), in the order of :data:`KNOWN`, with ``none``.
 
     Raises
     ------
     ValueError
-        A name that is not in :data:`VARIANTS`.
+        A name that is not in :data:`KNOWN`.
     """
     names = {name.strip() for name in spec.split(",") if name.strip()}
-    unknown = sorted(names - set(VARIANTS))
+    unknown = sorted(names - set(KNOWN))
     if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
-    return tuple(v for v in VARIANTS if v in names or v == "none")
+        raise ValueError(f"unknown variant {unknown[0]!r}; known: {', '.join(KNOWN)}")
+    return tuple(v for v in KNOWN if v in names or v == "none")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -220,7 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--stages", default="0,1,2,3", help="indices into the four stage shapes")
     parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma-separated, among {', '.join(VARIANTS)} (none is always run)")
+                        help=f"comma-separated, among {', '.join(KNOWN)} (none is always run; "
+                             f"{', '.join(CONTROLS)} only when named)")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend (inductor by default)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",

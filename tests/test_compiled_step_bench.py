@@ -63,6 +63,17 @@ def test_block_and_variants():
 def test_variant_selection():
     assert compiled_step.select_variants("timm, ref:timm") == ("none", "ref:timm", "timm")
     assert compiled_step.select_variants(",".join(compiled_step.VARIANTS)) == compiled_step.VARIANTS
+    assert compiled_step.select_variants("timm:again,timm") == ("none", "timm", "timm:again")
+    assert "timm:again" not in compiled_step.parse_args([]).variants.split(",")  # the control runs when named
+
+
+@pytest.mark.skipif(not HAS_TIMM, reason="timm is not installed")
+def test_the_control_is_a_second_timm_step_compared_with_timm():
+    rows = compiled_step.run_stage(8, 9, batch=2, rounds=3, warmup=1, backend="aot_eager",
+                                  variants=("none", "timm", "timm:again"), clock="cpu")
+    control = rows[2]
+    assert control["variant"] == "timm:again" and control["graph_breaks"] == 0
+    assert "slower_pvalue" in control and "slower_pvalue" not in rows[1]
     with pytest.raises(ValueError, match="unknown variant 'nope'"):
         compiled_step.select_variants("timm,nope")
 
