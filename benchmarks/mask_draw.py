@@ -44,7 +44,8 @@ def _calls(shape: tuple[int, ...], profile: str):
         raise ValueError(f"the C++ operator does not take profile {profile!r} ({_mask_op.status()})")
     python_op, cpp_op = torch.ops.dropblock.draw_multiplier.default, torch.ops.dropblock.drop_block_mask_cpu.default
     batch, _, height, width = shape
-    timm_gamma = DROP_PROB * height * width / BLOCK_SIZE**2 / ((height - BLOCK_SIZE + 1) * (width - BLOCK_SIZE + 1))
+    # timm's gamma is Eq. 1 of the paper, the gamma of the reference's timm preset (dropblock/law.py, rule_gamma)
+    timm_gamma = _op._mask_spec(shape, torch.float32, BLOCK_SIZE, 2, "timm").gamma(DROP_PROB)
     bernoulli = torch.ops.aten.bernoulli_.float
     return {
         "python": lambda: python_op(args[0], args[1], torch.device("cpu"), drop_prob, *args[2:], 0),

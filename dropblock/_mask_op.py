@@ -90,10 +90,8 @@ def args_of(spec) -> str | None:
         num, den = rule_factors(geometry, prof)
     except ValueError:
         return None  # no closed form (the exact rule), or Eq. 1 undefined (the Python operator raises its error)
-    input_shape, input_dtype, block_size, spatial_dims, profile = spec.call
     return encode(spec.shape, spec.dtype, list(_native._geometry_vector(geometry)), _SHARING_CODE[prof.sharing],
-                  prof.normalize == "global", (num, den, float(prof.gamma_scale), float(prof.eps)),
-                  Call(tuple(input_shape), input_dtype, block_size, spatial_dims, profile))
+                  prof.normalize == "global", (num, den, float(prof.gamma_scale), float(prof.eps)), spec.call)
 
 
 # ------------------------------------------------------------------------------------------ the call string
@@ -102,6 +100,7 @@ def args_of(spec) -> str | None:
 # (some 60 us per call between cold kernels for the fifteen, against some 5 us for one string).
 _VERSION = "v1"
 _DTYPE_TOKEN = {torch.float32: "f32", torch.float64: "f64"}
+_TOKEN_DTYPE = {token: dtype for dtype, token in _DTYPE_TOKEN.items()}
 
 
 class Call(NamedTuple):
@@ -158,7 +157,7 @@ def decode(text: str) -> Decoded:
     try:
         if len(parts) != 15 or parts[0] != _VERSION:
             raise ValueError
-        dtype = {v: k for k, v in _DTYPE_TOKEN.items()}[parts[2]]
+        dtype = _TOKEN_DTYPE[parts[2]]
         input_dtype = getattr(torch, parts[11])
         # the kernel's tokens, checked as the C++ kernel reads them: integers, a flag, four floats' bits
         _ints(parts[3]), int(parts[4])

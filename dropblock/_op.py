@@ -255,7 +255,7 @@ class _MaskSpec:
         contiguous = torch.empty(self.shape, device="meta", memory_format=self.layout).is_contiguous()
         self.native = (self.geometry is not None and contiguous and self.profile.sharing in _native.SHARING_MODES
                        and _native.takes(self.geometry))
-        self.call = (shape, dtype, block_size, spatial_dims, profile)  # recorded in the C++ draw's call string
+        self.call = _mask_op.Call(shape, dtype, block_size, spatial_dims, profile)  # in the C++ draw's call string
         self._gammas: dict[float, float] = {}
 
     @cached_property

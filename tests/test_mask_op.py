@@ -65,10 +65,10 @@ def test_bad_arguments_raise_value_errors():
         OPS.drop_block_mask_cpu(torch.tensor([0.1, 0.2]), call)
     tokens = call.split(" ")
     geometry = tokens[3].split(",")
-    for bad in (" ".join([*tokens[:3], ",".join(geometry[:5]), *tokens[4:]]),  # a short geometry vector
-                " ".join([tokens[0], "2,1,8,9", *tokens[2:]])):  # a shape that does not match the geometry
-        with pytest.raises(ValueError, match="16 values|units per map"):
-            OPS.drop_block_mask_cpu(torch.tensor(0.1), bad)
+    with pytest.raises(ValueError, match="16 values"):  # a short geometry vector
+        OPS.drop_block_mask_cpu(torch.tensor(0.1), " ".join([*tokens[:3], ",".join(geometry[:5]), *tokens[4:]]))
+    with pytest.raises(ValueError, match="units per map"):  # a shape that does not match the geometry
+        OPS.drop_block_mask_cpu(torch.tensor(0.1), " ".join([tokens[0], "2,1,8,9", *tokens[2:]]))
     for bad in ("", "v0" + call[2:], call.replace(" f32 ", " f16 "), call.replace(" 1 1 ", " 1 2 "),
                 " ".join([*tokens[:6], tokens[6][:-1], *tokens[7:]])):  # a float's bits cut short
         with pytest.raises(ValueError, match="not a call string"):

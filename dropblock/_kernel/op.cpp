@@ -30,18 +30,17 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
-#include <torch/library.h>
-
 #include <ATen/ops/log1p_cpu_dispatch.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
-#include <string>
-#include <string_view>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <vector>
 
 extern "C" {
@@ -93,18 +92,23 @@ struct Call {
     double gamma_num = 0, gamma_den = 0, gamma_scale = 0, eps = 0;
 };
 
+/* The tokens of text between separators, in order; an empty token past the last one. */
 class Tokens {
   public:
-    explicit Tokens(std::string_view text) : rest_(text) {}
+    Tokens(std::string_view text, char separator) : rest_(text), separator_(separator) {}
+    bool done() const { return done_; }
     std::string_view next() {
-        const size_t end = std::min(rest_.find(' '), rest_.size());
-        std::string_view token = rest_.substr(0, end);
+        const size_t end = std::min(rest_.find(separator_), rest_.size());
+        done_ = end == rest_.size();
+        const std::string_view token = rest_.substr(0, end);
         rest_.remove_prefix(std::min(end + 1, rest_.size()));
         return token;
     }
 
   private:
     std::string_view rest_;
+    char separator_;
+    bool done_ = false;
 };
 
 bool read_int(std::string_view s, int64_t &value) {
@@ -114,14 +118,12 @@ bool read_int(std::string_view s, int64_t &value) {
 
 bool read_ints(std::string_view list, std::vector<int64_t> &values) {  // comma-separated
     values.clear();
-    while (true) {
-        const size_t comma = std::min(list.find(','), list.size());
+    for (Tokens items{list, ','}; !items.done();) {
         int64_t v = 0;
-        if (!read_int(list.substr(0, comma), v)) return false;
+        if (!read_int(items.next(), v)) return false;
         values.push_back(v);
-        if (comma == list.size()) return true;
-        list.remove_prefix(comma + 1);
     }
+    return true;
 }
 
 bool read_bits(std::string_view s, double &value) {  // 16 hex digits: the float64's bits, exact in any locale
@@ -133,7 +135,7 @@ bool read_bits(std::string_view s, double &value) {  // 16 hex digits: the float
 }
 
 bool parse_call(std::string_view text, Call &call) {
-    Tokens tokens{text};
+    Tokens tokens{text, ' '};
     if (tokens.next() != "v1") return false;
     const std::string_view shape = tokens.next(), dtype = tokens.next(), geometry = tokens.next();
     if (!read_ints(shape, call.shape) || !read_ints(geometry, call.geometry)) return false;
@@ -159,7 +161,6 @@ const Call &decoded(c10::string_view text) {
     thread_local bool valid = false;
     const std::string_view view(text.data(), text.size());
     if (!valid || view != last) {
-        valid = false;
         Call fresh;
         TORCH_CHECK_VALUE(parse_call(view, fresh), "not a call string of dropblock::drop_block_mask_cpu (v1): '",
                           std::string(view), "'");
