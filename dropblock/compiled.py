@@ -4,7 +4,7 @@
 
 :func:`drop_block2d` validates its arguments in Python, then runs one graph compiled with ``fullgraph=True``
 and ``dynamic=True`` (default backend, inductor): the operator ``dropblock::drop_block`` under the paper
-profile, with ``drop_prob`` a float64 scalar tensor and ``block_size`` a symbolic int, so that the suite's many
+profile, with ``drop_prob`` a float64 tensor of one element and ``block_size`` a symbolic int, so that the suite's many
 maps, block sizes and drop probabilities share compiled graphs. Torch still compiles one graph per dtype and
 device, and per family of shapes (sizes 0 and 1 are specialised, equal sizes are assumed to stay equal), so
 the limit on recompilations is raised to :data:`RECOMPILE_LIMIT`; past it the call raises rather than
@@ -42,4 +42,4 @@ def drop_block2d(x: torch.Tensor, drop_prob: float, block_size: int) -> torch.Te
     if p == 0.0:
         return x
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT):
-        return _compiled(x, torch.tensor(p, dtype=torch.float64), k)
+        return _compiled(x, torch.tensor([p], dtype=torch.float64), k)

@@ -4,10 +4,12 @@ In eager mode a module validates its input, returns it unchanged in eval mode or
 calls the operator ``torch.ops.dropblock.drop_block`` (:mod:`dropblock._op`). Under a tracer
 (``torch.compile``, ``torch.export``, ``torch.fx.symbolic_trace``, ``torch.jit.trace``) and in TorchScript
 (``torch.jit.script``) a module in training mode always puts the operator in the graph, with ``drop_prob`` as
-a float64 scalar tensor that the module keeps (not a buffer: ``.half()`` and ``.to()`` leave it alone, and it is
-not in ``state_dict``), so that a :class:`~dropblock.LinearScheduler` changing ``drop_prob`` between steps
+a float64 tensor of shape ``(1,)`` that the module keeps (not a buffer: ``.half()`` and ``.to()`` leave it alone,
+and it is not in ``state_dict``), so that a :class:`~dropblock.LinearScheduler` changing ``drop_prob`` between steps
 reaches the compiled graph without recompiling it. ``torch.jit.trace`` and ``torch.export`` record the value of
-that tensor at trace time.
+that tensor at trace time. One element rather than a 0-d tensor: ``torch.compile`` takes a 0-d float64 CPU input
+for a Python number in disguise and guards its value (``not math.isnan(....item())``) in Python before every
+call, which a 1-d tensor does not cost.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class _DropBlockNd(nn.Module):
         drop_prob, block_size, law = resolve(
             type(self).__name__, profile, drop_prob, block_size, p=p, eps=eps, gamma_scale=gamma_scale,
             with_noise=with_noise, couple_channels=couple_channels, scale_by_keep=scale_by_keep, extra=kwargs)
-        self._drop_prob = torch.tensor(check_drop_prob(drop_prob), dtype=torch.float64)
+        self._drop_prob = torch.tensor([check_drop_prob(drop_prob)], dtype=torch.float64)
         self.block_size = check_block_size(block_size)
         self.profile = law
         self.generator = generator

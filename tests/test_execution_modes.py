@@ -104,6 +104,29 @@ def test_compile_scheduler_changes_drop_prob_without_recompiling():
     assert rates[0] == 0.0 and rates[4] > rates[1] > 0.0 and rates[5] == rates[4]
 
 
+def test_compiled_module_reads_no_tensor_value_before_the_graph():
+    """No guard of a compiled module reads ``drop_prob``'s value (``aten::item`` before the graph runs): torch
+    guards a 0-d float64 CPU input with ``not math.isnan(t.item())``, a Python guard run before every call."""
+    module = DropBlock2D(0.2, 3)
+    compiled = torch.compile(module, backend="aot_eager", fullgraph=True)
+    x = make_input(2)
+    compiled(x)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        compiled(x)
+    lookups = [e for e in prof.events() if e.name == "TorchDynamo Cache Lookup"]
+    assert lookups  # the guards ran, and were profiled
+
+    def in_lookup(event) -> bool:
+        while event is not None:
+            if event.name == "TorchDynamo Cache Lookup":
+                return True
+            event = event.cpu_parent
+        return False
+
+    reads = [e.name for e in prof.events() if e.name.startswith("aten::") and in_lookup(e)]
+    assert not reads, reads
+
+
 @pytest.mark.parametrize("dynamic", [None, True], ids=["default", "dynamic"])
 def test_compile_new_shapes(dynamic):
     """New shapes recompile at most once (default) or never (``dynamic=True``) and match eager."""
