@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .functional import _check_input, call_operator, check_block_size, check_drop_prob
+from .functional import _check_input, call_operator, check_block_size, check_drop_prob, drop_prob_tensor
 
 __all__ = ["drop_block2d", "RECOMPILE_LIMIT"]
 
@@ -42,4 +42,4 @@ def drop_block2d(x: torch.Tensor, drop_prob: float, block_size: int) -> torch.Te
     if p == 0.0:
         return x
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT):
-        return _compiled(x, torch.tensor([p], dtype=torch.float64), k)
+        return _compiled(x, drop_prob_tensor(p), k)

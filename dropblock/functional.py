@@ -66,6 +66,15 @@ def check_drop_prob(drop_prob: object) -> float:
     return value
 
 
+def drop_prob_tensor(drop_prob: float) -> torch.Tensor:
+    """``drop_prob`` (already checked) as the operators take it: a float64 CPU tensor of shape ``(1,)``.
+
+    One element rather than 0-d: ``torch.compile`` takes a 0-d float64 CPU input for a Python number in
+    disguise and guards its value (``not math.isnan(t.item())``) in Python before every call of the graph.
+    """
+    return torch.tensor([drop_prob], dtype=torch.float64)
+
+
 def check_block_size(block_size: object) -> int:
     """Validate ``block_size`` (a positive integer) and return it as an int.
 
@@ -363,7 +372,7 @@ def drop_block(
         return x
     if inplace and not isinstance(x, torch.fx.Proxy):
         _check_inplace(x, prof)
-    return call_operator(x, torch.tensor(p, dtype=torch.float64), k, spatial_dims, profile_key(prof),
+    return call_operator(x, drop_prob_tensor(p), k, spatial_dims, profile_key(prof),
                          generator_key(generator), inplace)
 
 

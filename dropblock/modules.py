@@ -6,10 +6,9 @@ calls the operator ``torch.ops.dropblock.drop_block`` (:mod:`dropblock._op`). Un
 (``torch.jit.script``) a module in training mode always puts the operator in the graph, with ``drop_prob`` as
 a float64 tensor of shape ``(1,)`` that the module keeps (not a buffer: ``.half()`` and ``.to()`` leave it alone,
 and it is not in ``state_dict``), so that a :class:`~dropblock.LinearScheduler` changing ``drop_prob`` between steps
-reaches the compiled graph without recompiling it. ``torch.jit.trace`` and ``torch.export`` record the value of
-that tensor at trace time. One element rather than a 0-d tensor: ``torch.compile`` takes a 0-d float64 CPU input
-for a Python number in disguise and guards its value (``not math.isnan(....item())``) in Python before every
-call, which a 1-d tensor does not cost.
+reaches the compiled graph without recompiling it (one element, not 0-d: see
+:func:`dropblock.functional.drop_prob_tensor`). ``torch.jit.trace`` and ``torch.export`` record the value of
+that tensor at trace time.
 """
 
 from __future__ import annotations
@@ -19,7 +18,14 @@ from torch import nn
 
 from ._compat import resolve
 from ._keys import generator_key, profile_key
-from .functional import SAVED_GRAPH_GENERATOR, call_operator, check_block_size, check_drop_prob, drop_block
+from .functional import (
+    SAVED_GRAPH_GENERATOR,
+    call_operator,
+    check_block_size,
+    check_drop_prob,
+    drop_block,
+    drop_prob_tensor,
+)
 from .profiles import Profile, get_profile
 
 __all__ = ["DropBlock2D", "DropBlock3D"]
@@ -56,7 +62,7 @@ class _DropBlockNd(nn.Module):
         drop_prob, block_size, law = resolve(
             type(self).__name__, profile, drop_prob, block_size, p=p, eps=eps, gamma_scale=gamma_scale,
             with_noise=with_noise, couple_channels=couple_channels, scale_by_keep=scale_by_keep, extra=kwargs)
-        self._drop_prob = torch.tensor([check_drop_prob(drop_prob)], dtype=torch.float64)
+        self._drop_prob = drop_prob_tensor(check_drop_prob(drop_prob))
         self.block_size = check_block_size(block_size)
         self.profile = law
         self.generator = generator
@@ -103,6 +109,8 @@ class _DropBlockNd(nn.Module):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         self._generator_key = generator_key(self._generator)  # a copy holds a new generator object
+        if self._drop_prob.dim() == 0:  # pickled by an earlier version
+            self._drop_prob = drop_prob_tensor(float(self._drop_prob))
 
     def __prepare_scriptable__(self) -> _DropBlockNd:
         if self._generator is not None:

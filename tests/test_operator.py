@@ -206,6 +206,14 @@ def _saved_and_loaded(module):
     return torch.load(buffer, weights_only=False)
 
 
+def test_a_module_pickled_with_a_0d_drop_prob_loads_with_one_element():
+    module = DropBlock2D(0.3, 5)
+    module._drop_prob = torch.tensor(0.3, dtype=torch.float64)  # as earlier versions kept it
+    restored = pickle.loads(pickle.dumps(module))
+    assert restored._drop_prob.shape == (1,) and restored._drop_prob.dtype == torch.float64
+    assert restored.drop_prob == 0.3
+
+
 def test_module_conversions_leave_drop_prob_alone():
     module = DropBlock2D(0.1, 3).half().to(torch.bfloat16)
     assert module.drop_prob == 0.1 and module._drop_prob.dtype == torch.float64
