@@ -3,7 +3,7 @@
 Usage::
 
     python -m benchmarks.compiled_step [--batch 4] [--rounds 12] [--stages 0,1,2,3] [--variants ...]
-        [--clock wall|cpu] [--threads N] [--json OUT]
+        [--clock wall|cpu] [--threads N] [--replicates R] [--json OUT]
 
 The block is the ResNet-50 bottleneck (1x1 conv to ``C / 4`` channels, 3x3 conv, 1x1 conv back to ``C``, each
 followed by batch norm, ReLU after the first two and after the residual sum), at the four stage shapes of
@@ -33,6 +33,9 @@ off). ``--variants`` runs some of the variants only (``none`` always runs: the o
 ``--clock cpu`` times steps in CPU time of the process (``time.process_time``) rather than elapsed time: on a
 machine shared with other jobs, elapsed time also counts the time the process waited for a core, which hits the
 variants of a round unevenly.
+``--replicates R`` runs every stage ``R`` times, each in a new process, and compares the variants with timm
+across the processes rather than across the rounds of one (:mod:`benchmarks.replicates`: a process's compile
+and memory placement shift all its rounds alike).
 ``--profile-draws STEPS`` profiles the steps instead and prints the time of each variant's draw between the
 compiled kernels.
 """
@@ -135,13 +138,15 @@ def _compiled_steps(blocks: dict, x: torch.Tensor, backend: str, warmup: int) ->
 
 
 def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, backend: str,
-              variants: tuple[str, ...] = VARIANTS, clock: str = "wall") -> list[dict]:
+              variants: tuple[str, ...] = VARIANTS, clock: str = "wall", count_breaks: bool = True) -> list[dict]:
     """One row per variant: median step time, overhead against ``none`` (median of per-round ratios, with
-    the quartiles of those ratios), and graph breaks. ``clock``: ``"wall"`` (``time.perf_counter``) or
-    ``"cpu"`` (``time.process_time``, the CPU time of the process's threads)."""
+    the quartiles of those ratios), the per-round ratios to the matching timm step (``peer``) and their
+    comparison (:func:`compare`), and graph breaks (``None`` without ``count_breaks``). ``clock``: ``"wall"``
+    (``time.perf_counter``) or ``"cpu"`` (``time.process_time``, the CPU time of the process's threads)."""
     now = CLOCKS[clock]
     x, blocks = _stage(channels, side, batch, variants)
-    breaks = {v: torch._dynamo.explain(copy.deepcopy(b))(x).graph_break_count for v, b in blocks.items()}
+    breaks = {v: torch._dynamo.explain(copy.deepcopy(b))(x).graph_break_count if count_breaks else None
+              for v, b in blocks.items()}
     steps = _compiled_steps(blocks, x, backend, warmup)
     times: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(rounds):
@@ -159,6 +164,7 @@ def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, ba
         q_timm = statistics.quantiles(vs_timm, n=4) if len(vs_timm) > 1 else [vs_timm[0]] * 3
         rows.append({"shape": [batch, channels, side, side], "variant": variant,
                      "median_ms": 1e3 * statistics.median(times[variant]),
+                     "peer": peer if peer in times else None, "vs_timm_ratios": vs_timm,
                      "vs_timm": statistics.median(vs_timm), "vs_timm_q1": q_timm[0], "vs_timm_q3": q_timm[2],
                      **(compare(vs_timm) if variant != peer and peer in times else {}),
                      "overhead_pct": 100 * (statistics.median(ratios) - 1),
@@ -235,10 +241,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="wall: elapsed time; cpu: CPU time of the process (not inflated by other jobs "
                              "taking the cores; with --threads 1, the step's own time)")
     parser.add_argument("--json", default=None, help="write the rows and the run's metadata here")
+    parser.add_argument("--replicates", type=int, default=1,
+                        help="run every stage this many times, each in a new process, and compare the variants "
+                             "with timm across the processes (benchmarks.replicates); --rounds is per replicate")
+    parser.add_argument("--no-break-count", action="store_true",
+                        help="skip counting graph breaks (torch._dynamo.explain compiles each variant once more)")
     parser.add_argument("--profile-draws", type=int, default=0, metavar="STEPS",
                         help="instead of timing steps, profile STEPS steps of each variant and print the CPU time "
                              "per step of its draw (torch.profiler)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.replicates < 1:
+        parser.error(f"--replicates must be at least 1, got {args.replicates}")
+    return args
 
 
 def fresh_compiles() -> None:
@@ -273,6 +287,13 @@ def profile_draws(channels: int, side: int, batch: int, steps: int, backend: str
     return rows
 
 
+def replicate_argv(args: argparse.Namespace) -> list[str]:
+    """The options of one replicate's process (all but ``--stages``, ``--replicates`` and ``--json``)."""
+    argv = ["--batch", str(args.batch), "--rounds", str(args.rounds), "--warmup", str(args.warmup),
+            "--variants", args.variants, "--backend", args.backend, "--clock", args.clock]
+    return argv + (["--threads", str(args.threads)] if args.threads else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     variants = select_variants(args.variants)
@@ -286,13 +307,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {'x'.join(map(str, row['shape']))} | {row['variant']} | {row['draw_us']:.1f} | "
                       f"{', '.join(row['operators'])} |", flush=True)
         return 0
-    rows = []
-    for index in (int(i) for i in args.stages.split(",")):
-        channels, side = STAGES[index]
-        rows += run_stage(channels, side, args.batch, args.rounds, args.warmup, args.backend, variants, args.clock)
-        print(table([r for r in rows if r["shape"][1] == channels]), flush=True)
-    print()
-    print(table(rows))
+    stages = [int(i) for i in args.stages.split(",")]
+    if args.replicates > 1:
+        from benchmarks import replicates
+
+        rows = replicates.run(stages, args.replicates, replicate_argv(args), progress=lambda m: print(m, flush=True))
+        print()
+        print(replicates.table(rows))
+    else:
+        rows = []
+        for index in stages:
+            channels, side = STAGES[index]
+            rows += run_stage(channels, side, args.batch, args.rounds, args.warmup, args.backend, variants,
+                              args.clock, count_breaks=not args.no_break_count)
+            print(table([r for r in rows if r["shape"][1] == channels]), flush=True)
+        print()
+        print(table(rows))
     if args.json:
         import timm
 
@@ -300,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kernel": dropblock._native.status(), "operator": dropblock._mask_op.status(),
                 "threads": torch.get_num_threads(),
                 "machine": platform.processor() or platform.machine(), "backend": args.backend,
-                "clock": args.clock}
+                "clock": args.clock, "replicates": args.replicates, "rounds": args.rounds}
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "rows": rows}, fh, indent=1)
     return 0

@@ -59,6 +59,9 @@ def test_block_and_variants():
         compiled_step.make_drop("nope")
     assert compiled_step.parse_args(["--batch", "2", "--stages", "3"]).stages == "3"
     assert compiled_step.parse_args(["--clock", "cpu"]).clock == "cpu"
+    assert compiled_step.parse_args(["--replicates", "3"]).replicates == 3
+    with pytest.raises(SystemExit):
+        compiled_step.parse_args(["--replicates", "0"])
 
 
 def test_variant_selection():
@@ -107,3 +110,85 @@ def test_every_stage_is_compiled_for_its_own_static_shape():
                                              variants=("none", "ref:timm"))
         assert row["operators"] == [want], (channels, side)
     torch._dynamo.reset()
+
+
+def test_replicates_compare_processes_not_rounds():
+    from benchmarks import replicates
+
+    spread = np.random.default_rng(11).normal(0.0, 0.002, 8)
+    level = [*(1.0 + spread), *(1.0 - spread)]  # replicate medians symmetric about 1
+    result = replicates.compare_replicates(level)
+    assert result["vs_timm_ci_low"] < 1.0 < result["vs_timm_ci_high"]
+    assert result["slower_pvalue"] > replicates.ALPHA and 0 < result["mde_pct"] < 1
+    assert result["vs_timm_min"] == min(level) and result["vs_timm_max"] == max(level)
+    slower = replicates.compare_replicates([m * 1.005 for m in level])  # 0.5% slower in every replicate
+    assert slower["slower_pvalue"] < replicates.ALPHA and slower["vs_timm_ci_low"] > 1.0
+    assert replicates.compare_replicates([m * 0.995 for m in level])["slower_pvalue"] > 0.5
+    noisier = replicates.compare_replicates([1.0 + 4 * (m - 1.0) for m in level])
+    assert noisier["mde_pct"] > 3.5 * result["mde_pct"]  # the detectable effect grows with the spread
+    assert replicates.compare_replicates([1.01]) == {}
+    assert replicates.compare_replicates([1.01, 1.01])["slower_pvalue"] == 0.0
+
+
+def test_replicates_alike_or_not():
+    from benchmarks import replicates
+
+    rng = np.random.default_rng(5)
+    alike = [list(1.0 + rng.normal(0.0, 0.03, 200)) for _ in range(6)]
+    shifted = [[x + 0.01 * i for x in group] for i, group in enumerate(alike)]
+    assert replicates.between_replicates_pvalue(alike) > 0.01
+    assert replicates.between_replicates_pvalue(shifted) < 1e-6
+    assert np.isnan(replicates.between_replicates_pvalue(alike[:1]))
+
+
+def _rows(shift: float) -> list[dict]:
+    def row(variant, vs_timm, peer="timm"):
+        ratios = [vs_timm - 0.01, vs_timm, vs_timm + 0.01]
+        return {"shape": [2, 8, 9, 9], "variant": variant, "median_ms": 10 * vs_timm, "peer": peer, "rounds": 3,
+                "overhead_pct": 100 * (vs_timm - 1), "vs_timm": vs_timm, "vs_timm_ratios": ratios,
+                "graph_breaks": 0}
+
+    return [row("none", 0.99 + shift), row("ref:timm", 1.0 + shift), row("timm", 1.0)]
+
+
+def test_replicate_rows_are_combined_per_shape_and_variant(monkeypatch):
+    from benchmarks import replicates
+
+    combined = replicates.combine([_rows(s) for s in (0.001, -0.002, 0.003)])
+    assert [r["variant"] for r in combined] == ["none", "ref:timm", "timm"]
+    ref = combined[1]
+    assert ref["replicates"] == 3 and ref["replicate_vs_timm"] == [1.001, 0.998, 1.003]
+    assert "slower_pvalue" in ref and "between_pvalue" in ref and "slower_pvalue" not in combined[2]
+    text = replicates.table(combined)
+    assert "| 2x8x9x9 | ref:timm |" in text and "| 2x8x9x9 | timm | 10.0 |" in text
+
+
+def test_each_replicate_is_a_process_of_its_own(monkeypatch):
+    import json
+    import subprocess
+
+    from benchmarks import replicates
+
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        with open(cmd[cmd.index("--json") + 1], "w") as fh:
+            json.dump({"rows": _rows(0.001 * len(calls))}, fh)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    args = compiled_step.parse_args(["--rounds", "7", "--threads", "1", "--clock", "cpu", "--replicates", "2"])
+    rows = replicates.run([2, 3], 2, compiled_step.replicate_argv(args), progress=lambda _: None)
+    assert [c[c.index("--stages") + 1] for c in calls] == ["2", "3", "2", "3"]  # stages interleaved
+    assert all("--replicates" in c and c[c.index("--replicates") + 1] == "1" for c in calls)
+    assert ["--no-break-count" in c for c in calls] == [False, False, True, True]
+    assert all(c[c.index("--rounds") + 1] == "7" and c[c.index("--threads") + 1] == "1" for c in calls)
+    assert rows[1]["replicates"] == 4  # one shape in the fake rows: every process's rows combined
+
+    def failing(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "Traceback: boom")
+
+    monkeypatch.setattr(subprocess, "run", failing)
+    with pytest.raises(RuntimeError, match="replicate 0 of stage 2 failed.*boom"):
+        replicates.run([2], 2, [], progress=lambda _: None)
