@@ -381,3 +381,53 @@ def test_render_all_survives_a_broken_renderer(tmp_path, monkeypatch, capsys):
     written = render_all(synthetic_report(), str(tmp_path), freeze=False)
     assert sorted(os.path.basename(p) for p in written) == ["junit.xml", "report.md"]
     assert "report.html not written: RuntimeError: renderer bug" in capsys.readouterr().err
+
+
+# --- the reports package where `import reports` finds something else -----------------------------------------
+
+_RENDER_IN_PROJECT = """
+import sys
+from verification.cli import main
+status = main(["report", "reports/latest", "--no-freeze"])
+mod = sys.modules.get("reports")
+print("reports module:", getattr(mod, "IMPOSTER", False), getattr(mod, "__file__", None))
+raise SystemExit(status)
+"""
+
+
+@pytest.mark.parametrize("imposter", [False, True], ids=["output-folder", "other-package"])
+def test_reports_render_where_a_folder_named_reports_is_on_the_path(tmp_path, imposter):
+    """A project that runs the suite from its own folder with that folder on PYTHONPATH has ``reports/latest``
+    there (the default output): that folder, or a package of its own named ``reports``, is found by
+    ``import reports`` first. The suite still renders with its own package, and leaves the project's alone."""
+    import subprocess
+    import sys
+
+    from verification.report_io import write_json_atomic
+
+    latest = tmp_path / "reports" / "latest"
+    latest.mkdir(parents=True)
+    write_json_atomic(str(latest / "report.json"), synthetic_report())
+    if imposter:
+        (tmp_path / "reports" / "__init__.py").write_text("IMPOSTER = True\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _RENDER_IN_PROJECT], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert {"report.md", "junit.xml", "report.html"} <= set(os.listdir(latest))
+    if imposter:
+        assert "reports module: True" in done.stdout  # the project's own package is left in place
+
+
+def test_run_without_its_renderers_exits_as_output_not_written(tmp_path, monkeypatch):
+    from verification import report_io
+    from verification.cli import OutputError
+    from verification.commands.run_cmd import finish
+
+    def unavailable():
+        raise ImportError("no reports/__init__.py")
+
+    monkeypatch.setattr(report_io, "reports_package", unavailable)
+    with pytest.raises(OutputError, match="junit.xml not written.*no reports/__init__.py"):
+        finish(synthetic_report(), str(tmp_path))
+    assert os.listdir(tmp_path) == ["report.json"]

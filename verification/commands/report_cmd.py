@@ -21,10 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..report_io import reports_package
+
     try:
-        from reports import ReportNotFound, load_report, render_all
-    except ImportError as exc:  # pragma: no cover - the package ships with the suite
+        reports = reports_package()
+    except ImportError as exc:
         raise UsageError(f"the reports package cannot be imported: {exc}") from None
+    ReportNotFound, load_report, render_all = reports.ReportNotFound, reports.load_report, reports.render_all
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir!r} is not a directory")
     try:

@@ -283,7 +283,11 @@ def finish(report: dict, out: str, *, pytest_code: int = 0, notes: list[str] | N
         write_report(report, out)
         from ..report_io import render_reports
 
-        written = [os.path.join(out, "report.json"), *render_reports(report, out)]
+        results = os.path.join(out, "results.jsonl")
+        written = [os.path.join(out, "report.json"), *([results] if os.path.exists(results) else []),
+                   *render_reports(report, out)]
+    except ImportError as exc:
+        raise OutputError(f"report.md, report.html and junit.xml not written to {out!r}: {exc}") from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             raise OutputError(f"cannot write the reports to {out!r}: {exc.strerror}") from None
