@@ -86,7 +86,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     notes = [f"{row['name']}: {row['reason']}" for row in rows if not row["available"]]
     lines.append("")
-    lines.append(f"Also: reference:<preset> ({', '.join(preset_names())}, with +exact), "
+    lines.append(f"Also: reference:<preset> ({', '.join(preset_names())}, each optionally +exact and +noise), "
                  "and package.module:attr for any function or nn.Module class.")
     lines += notes
     return "\n".join(lines)
