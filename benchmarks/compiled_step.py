@@ -47,6 +47,7 @@ import copy
 import json
 import math
 import platform
+import random
 import statistics
 import time
 
@@ -138,13 +139,19 @@ def _compiled_steps(blocks: dict, x: torch.Tensor, backend: str, warmup: int) ->
 
 
 def run_stage(channels: int, side: int, batch: int, rounds: int, warmup: int, backend: str,
-              variants: tuple[str, ...] = VARIANTS, clock: str = "wall", count_breaks: bool = True) -> list[dict]:
+              variants: tuple[str, ...] = VARIANTS, clock: str = "wall", count_breaks: bool = True,
+              order_seed: int | None = None) -> list[dict]:
     """One row per variant: median step time, overhead against ``none`` (median of per-round ratios, with
     the quartiles of those ratios), the per-round ratios to the matching timm step (``peer``) and their
     comparison (:func:`compare`), and graph breaks (``None`` without ``count_breaks``). ``clock``: ``"wall"``
-    (``time.perf_counter``) or ``"cpu"`` (``time.process_time``, the CPU time of the process's threads)."""
+    (``time.perf_counter``) or ``"cpu"`` (``time.process_time``, the CPU time of the process's threads).
+    ``order_seed``: build and compile the variants in an order shuffled with this seed rather than in the order
+    of ``variants`` (where each copy's memory and code land depends on that order; replicates shuffle it)."""
     now = CLOCKS[clock]
-    x, blocks = _stage(channels, side, batch, variants)
+    build = list(variants)
+    if order_seed is not None:
+        random.Random(order_seed).shuffle(build)
+    x, blocks = _stage(channels, side, batch, tuple(build))
     breaks = {v: torch._dynamo.explain(copy.deepcopy(b))(x).graph_break_count if count_breaks else None
               for v, b in blocks.items()}
     steps = _compiled_steps(blocks, x, backend, warmup)
@@ -244,6 +251,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--replicates", type=int, default=1,
                         help="run every stage this many times, each in a new process, and compare the variants "
                              "with timm across the processes (benchmarks.replicates); --rounds is per replicate")
+    parser.add_argument("--order-seed", type=int, default=None,
+                        help="build and compile the variants in an order shuffled with this seed")
     parser.add_argument("--no-break-count", action="store_true",
                         help="skip counting graph breaks (torch._dynamo.explain compiles each variant once more)")
     parser.add_argument("--profile-draws", type=int, default=0, metavar="STEPS",
@@ -319,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         for index in stages:
             channels, side = STAGES[index]
             rows += run_stage(channels, side, args.batch, args.rounds, args.warmup, args.backend, variants,
-                              args.clock, count_breaks=not args.no_break_count)
+                              args.clock, count_breaks=not args.no_break_count, order_seed=args.order_seed)
             print(table([r for r in rows if r["shape"][1] == channels]), flush=True)
         print()
         print(table(rows))

@@ -8,8 +8,11 @@ command then disagree by more than either run's interval allows, and a sign test
 rejects "no slower" for a copy placed unluckily more often than its alpha says.
 
 Replicates make the process the unit of inference. ``--replicates R`` runs the stage ``R`` times, each in a new
-Python process (a fresh compile, fresh memory), stages interleaved so that drifting load hits them alike; each
-replicate gives the median over its rounds of ``time(variant) / time(timm step)``. Across the replicates:
+Python process (a fresh compile, fresh memory), stages interleaved so that drifting load hits them alike, and
+each replicate builds and compiles the variants in its own shuffled order (``--order-seed``: the replicate's
+index), so that what the order of creation does to a copy's memory and code is spread over the replicates
+rather than given to one variant every time. Each replicate gives the median over its rounds of
+``time(variant) / time(timm step)``. Across the replicates:
 
 - H0 "the variant's step is no slower than timm's": the mean over replicates of the log of that median is
   <= 0, against > 0. One-sided one-sample t-test (``scipy.stats.ttest_1samp``), the ``R`` replicates being the
@@ -99,8 +102,8 @@ def combine(replicates: Sequence[Sequence[dict]]) -> list[dict]:
 
 def run(stages: Sequence[int], replicates: int, argv: Sequence[str], progress=print) -> list[dict]:
     """Run each of ``stages`` ``replicates`` times, each in a new process (``python -m benchmarks.compiled_step
-    --stages S --replicates 1`` followed by ``argv``), replicate by replicate; graph breaks are counted in the
-    first replicate only. Returns :func:`combine`'s rows.
+    --stages S --replicates 1 --order-seed R`` followed by ``argv``), replicate by replicate; graph breaks are
+    counted in the first replicate only. Returns :func:`combine`'s rows.
 
     Raises
     ------
@@ -113,7 +116,7 @@ def run(stages: Sequence[int], replicates: int, argv: Sequence[str], progress=pr
             for stage in stages:
                 out = os.path.join(tmp, f"{r}-{stage}.json")
                 cmd = [sys.executable, "-m", "benchmarks.compiled_step", "--stages", str(stage), "--replicates", "1",
-                       *argv, "--json", out, *([] if r == 0 else ["--no-break-count"])]
+                       "--order-seed", str(r), *argv, "--json", out, *([] if r == 0 else ["--no-break-count"])]
                 done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
                 if done.returncode != 0:
                     raise RuntimeError(f"replicate {r} of stage {stage} failed ({done.returncode}): "

@@ -51,6 +51,21 @@ def test_the_comparison_with_timm_finds_a_slower_step_and_only_then():
     assert compiled_step.compare([1.0]) == {}
 
 
+def test_a_shuffled_build_order_reports_the_variants_in_their_order(monkeypatch):
+    built = []
+    stage = compiled_step._stage
+    monkeypatch.setattr(compiled_step, "_stage", lambda *a: built.append(a[3]) or stage(*a))
+    variants = ("none", "ref:timm", "ref:paper")
+    orders = set()
+    for seed in range(6):
+        rows = compiled_step.run_stage(8, 9, batch=2, rounds=1, warmup=0, backend="eager", variants=variants,
+                                      count_breaks=False, order_seed=seed)
+        assert [row["variant"] for row in rows] == list(variants)
+        assert sorted(built[-1]) == sorted(variants)
+        orders.add(built[-1])
+    assert len(orders) > 1
+
+
 def test_block_and_variants():
     block = compiled_step.Bottleneck(8, compiled_step.make_drop("ref:paper"))
     assert block(torch.randn(2, 8, 9, 9)).shape == (2, 8, 9, 9)
@@ -183,6 +198,7 @@ def test_each_replicate_is_a_process_of_its_own(monkeypatch):
     assert [c[c.index("--stages") + 1] for c in calls] == ["2", "3", "2", "3"]  # stages interleaved
     assert all("--replicates" in c and c[c.index("--replicates") + 1] == "1" for c in calls)
     assert ["--no-break-count" in c for c in calls] == [False, False, True, True]
+    assert [c[c.index("--order-seed") + 1] for c in calls] == ["0", "0", "1", "1"]  # an order per replicate
     assert all(c[c.index("--rounds") + 1] == "7" and c[c.index("--threads") + 1] == "1" for c in calls)
     assert rows[1]["replicates"] == 4  # one shape in the fake rows: every process's rows combined
 
