@@ -261,6 +261,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.replicates < 1:
         parser.error(f"--replicates must be at least 1, got {args.replicates}")
+    if args.replicates > 1 and args.order_seed is not None:
+        parser.error("--order-seed goes with one run: each replicate shuffles the order with its own seed")
     return args
 
 

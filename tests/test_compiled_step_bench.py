@@ -77,6 +77,8 @@ def test_block_and_variants():
     assert compiled_step.parse_args(["--replicates", "3"]).replicates == 3
     with pytest.raises(SystemExit):
         compiled_step.parse_args(["--replicates", "0"])
+    with pytest.raises(SystemExit):
+        compiled_step.parse_args(["--replicates", "2", "--order-seed", "1"])
 
 
 def test_variant_selection():
@@ -142,6 +144,7 @@ def test_replicates_compare_processes_not_rounds():
     noisier = replicates.compare_replicates([1.0 + 4 * (m - 1.0) for m in level])
     assert noisier["mde_pct"] > 3.5 * result["mde_pct"]  # the detectable effect grows with the spread
     assert replicates.compare_replicates([1.01]) == {}
+    assert replicates.compare_replicates([float("nan"), 1.01, 1.02])["vs_timm_max"] == 1.02
     assert replicates.compare_replicates([1.01, 1.01])["slower_pvalue"] == 0.0
 
 
@@ -149,9 +152,10 @@ def test_replicates_alike_or_not():
     from benchmarks import replicates
 
     rng = np.random.default_rng(5)
-    alike = [list(1.0 + rng.normal(0.0, 0.03, 200)) for _ in range(6)]
+    base = 1.0 + rng.normal(0.0, 0.03, 200)
+    alike = [list(rng.permutation(base)) for _ in range(6)]  # the same rounds in every replicate, reordered
     shifted = [[x + 0.01 * i for x in group] for i, group in enumerate(alike)]
-    assert replicates.between_replicates_pvalue(alike) > 0.01
+    assert replicates.between_replicates_pvalue(alike) == pytest.approx(1.0)
     assert replicates.between_replicates_pvalue(shifted) < 1e-6
     assert np.isnan(replicates.between_replicates_pvalue(alike[:1]))
 
