@@ -18,7 +18,11 @@ with the same weights:
 - ``timm:per-channel``: the same with ``couple_channels=False``, one mask per (sample, channel) like
   ``ref:paper`` (seeds at every position, so not the paper's law, but the same amount of mask);
 - ``timm:again`` (run only when named in ``--variants``): a second copy of ``timm``, the control of the
-  comparison with timm (:data:`CONTROLS`).
+  comparison with timm (:data:`CONTROLS`);
+- ``ref:timm:unguarded`` (run only when named): ``ref:timm``'s draw with the product written as a plain
+  ``x * m`` rather than ``where(m != 0, x * m, 0)``, a diagnostic (:data:`DIAGNOSTICS`): not the reference,
+  since ``inf * 0`` gives NaN where the reference gives +0 (and its gradient likewise), but what the reference's
+  step would cost without that guarantee.
 
 Every variant is compiled alike (default backend) and timed in one training step: the block and a mean-square loss
 compiled together (``torch.compile(lambda x: block(x).square().mean())``), backward, an SGD step. Steps run in
@@ -63,7 +67,9 @@ VARIANTS = ("none", "ref:paper", "ref:timm", "timm", "timm:per-channel")
 #: control. Its ratio to ``timm`` shows what the comparison gives for two identical steps (a median near 1, a sign
 #: test that rejects in about ALPHA of the runs); a variant that differs from timm only by more than that differs.
 CONTROLS = ("timm:again",)
-KNOWN = VARIANTS + CONTROLS
+#: Variants run only when named that are not the reference: ``ref:timm:unguarded`` (:class:`Unguarded`).
+DIAGNOSTICS = ("ref:timm:unguarded",)
+KNOWN = VARIANTS + CONTROLS + DIAGNOSTICS
 
 
 class Bottleneck(nn.Module):
@@ -85,9 +91,24 @@ class Bottleneck(nn.Module):
         return self.drop(self.relu(out + x))
 
 
+class Unguarded(dropblock.DropBlock2D):
+    """``DropBlock2D`` whose compiled product is a plain ``x * m`` (:data:`DIAGNOSTICS`): the reference's draw
+    (``dropblock::drop_block_mask``, the same multiplier for the same generator state) without the select that
+    keeps dropped units +0 for non-finite inputs and upstream gradients. Compiled use only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        m = torch.ops.dropblock.drop_block_mask(list(x.shape), x.dtype, x.device, self._drop_prob, self.block_size,
+                                                self.spatial_dims, self._profile_key, self._generator_key)
+        return x * m
+
+
 def make_drop(variant: str) -> nn.Module:
     if variant == "none":
         return nn.Identity()
+    if variant == "ref:timm:unguarded":
+        return Unguarded(DROP_PROB, BLOCK_SIZE, profile="timm")
     if variant.startswith("ref:"):
         return dropblock.DropBlock2D(DROP_PROB, BLOCK_SIZE, profile=variant[4:])
     if variant in ("timm", "timm:again", "timm:per-channel"):

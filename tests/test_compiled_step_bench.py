@@ -86,8 +86,30 @@ def test_variant_selection():
     assert compiled_step.select_variants(",".join(compiled_step.VARIANTS)) == compiled_step.VARIANTS
     assert compiled_step.select_variants("timm:again,timm") == ("none", "timm", "timm:again")
     assert "timm:again" not in compiled_step.parse_args([]).variants.split(",")  # the control runs when named
+    assert "ref:timm:unguarded" not in compiled_step.parse_args([]).variants.split(",")  # so does the diagnostic
+    assert compiled_step.select_variants("ref:timm:unguarded") == ("none", "ref:timm:unguarded")
     with pytest.raises(ValueError, match="unknown variant 'nope'"):
         compiled_step.select_variants("timm,nope")
+
+
+def test_the_unguarded_diagnostic_is_the_reference_draw_without_the_select():
+    """Compiled, ``ref:timm:unguarded`` gives ``ref:timm``'s output for the same generator state on finite
+    inputs, and NaN where the reference gives +0: an infinite input at a dropped unit (what the select costs)."""
+    ref, unguarded = compiled_step.make_drop("ref:timm"), compiled_step.make_drop("ref:timm:unguarded")
+    assert type(unguarded) is compiled_step.Unguarded and unguarded.profile.name == "timm"
+    x = torch.randn(2, 4, 9, 9)
+    x[:, :, 4, 4] = float("inf")
+    outs = []
+    for module in (ref, unguarded):
+        torch.manual_seed(3)
+        outs.append(torch.compile(module, backend="aot_eager", fullgraph=True)(x))
+    dropped = outs[0] == 0
+    assert dropped[:, :, 4, 4].any() and (~dropped).any()  # seed 3 drops the centre of some map, not everything
+    finite = torch.isfinite(x)
+    assert torch.equal(outs[0][finite], outs[1][finite])
+    assert outs[1][dropped & ~finite].isnan().all() and (outs[0][~finite & dropped] == 0).all()
+    unguarded.eval()
+    assert unguarded(x) is x
 
 
 @pytest.mark.skipif(not HAS_TIMM, reason="timm is not installed")
