@@ -110,3 +110,21 @@ def test_hostile_text_is_neutralised(tmp_path):
         assert not re.search(r"(?<!\\)\]\(http://evil", text) and not re.search(r"!\[(?!\\)", text), text
     (check,) = report_of(tmp_path / "out")["implementations"][0]["checks"]
     assert "red" in check["message"] and "\ud800" not in check["message"]
+
+
+def test_summary_columns_stay_aligned_with_long_specs(capsys):
+    from verification.commands.output import print_summary
+
+    long_spec = "my_project.layers.regularisation:DropBlock2dWithAVeryLongName(block_size=5)"
+    impls = [{"spec": "reference", "profile": "paper", "closest_profile": "paper", "verdict": "conforms",
+              "checks": [{"verdict": "pass"}] * 12},
+             {"spec": long_spec, "profile": "timm", "closest_profile": "timm_legacy_fast",
+              "verdict": "does not conform", "checks": [{"verdict": "pass"}] * 3 + [{"verdict": "fail"}]}]
+    print_summary({"implementations": impls})
+    header, first, second = capsys.readouterr().out.splitlines()[:3]
+    for word, cells in (("profile", ("paper", "timm")), ("closest", ("paper", "timm_legacy_fast")),
+                        ("verdict", ("conforms", "does not conform"))):  # text columns start under their titles
+        col = header.index(word)
+        assert first[col:].startswith(cells[0]) and second[col:].startswith(cells[1]), (header, first, second)
+    assert len(header) == len(first) == len(second)  # the counts end under "skip"
+    assert first.endswith(" 12    0     0    0") and second.endswith("  3    1     0    0")

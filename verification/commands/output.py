@@ -146,23 +146,36 @@ class Progress:
             self.bar = None
 
 
+_SUMMARY_HEADER = ("implementation", "profile", "closest", "verdict", "pass", "fail", "other", "skip")
+
+
+def _summary_cells(impl: dict[str, Any]) -> list[str]:
+    counts = {"pass": 0, "fail": 0, "other": 0, "skip": 0}
+    for c in impl.get("checks", []):
+        v = c.get("verdict")
+        counts[v if v in ("pass", "fail", "skip") else "other"] += 1
+    return [clean_text(impl.get("spec") or impl.get("name", "?"), 60), clean_text(impl.get("profile", "-")),
+            clean_text(impl.get("closest_profile") or "-"), str(impl.get("verdict", "?")),
+            *(str(counts[k]) for k in ("pass", "fail", "other", "skip"))]
+
+
 def print_summary(report: dict[str, Any]) -> None:
-    """One line per implementation (verdict and counts), its failing checks, and the run's verdict."""
-    print(f"{'implementation':<24} {'profile':<16} {'closest':<16} {'verdict':<18} pass fail other skip")
-    for impl in report.get("implementations", []):
+    """One line per implementation (verdict and counts; columns as wide as their longest cell), its failing
+    checks, and the run's verdict."""
+    rows = [_summary_cells(impl) for impl in report.get("implementations", [])]
+    widths = [max(len(r[i]) for r in [list(_SUMMARY_HEADER), *rows]) for i in range(len(_SUMMARY_HEADER))]
+
+    def line(cells: list[str]) -> str:  # text columns left-aligned, counts right-aligned
+        return " ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    print(line(list(_SUMMARY_HEADER)).rstrip())
+    for impl, cells in zip(report.get("implementations", []), rows):
         checks = impl.get("checks", [])
-        counts = {"pass": 0, "fail": 0, "other": 0, "skip": 0}
-        for c in checks:
-            v = c.get("verdict")
-            counts[v if v in ("pass", "fail", "skip") else "other"] += 1
-        name = clean_text(impl.get("spec") or impl.get("name", "?"), 60)
-        print(f"{name:<24} {clean_text(impl.get('profile', '-')):<16} "
-              f"{clean_text(impl.get('closest_profile') or '-'):<16} {impl.get('verdict', '?'):<18} "
-              f"{counts['pass']:>4} {counts['fail']:>4} {counts['other']:>5} {counts['skip']:>4}")
+        print(line(cells))
         if impl.get("message"):
             print(f"    {clean_text(impl['message'], 400)}")
-        for line in impl.get("not_run", []):
-            print(f"    not run: {clean_text(line, 200)}")
+        for text in impl.get("not_run", []):
+            print(f"    not run: {clean_text(text, 200)}")
         character = impl.get("characterisation") or {}
         if character.get("inferred_law") and character.get("fit_threshold"):  # position data were drawn
             fits = ("no preset fits (max |z| above " f"{character.get('fit_threshold')})"
