@@ -140,6 +140,11 @@ def test_isolated_peer_missing_names_the_installer(spec, tmp_path, monkeypatch):
         load_adapter(spec)
     assert info.value.install == INSTALL_PEERS_COMMAND
     assert INSTALL_PEERS_COMMAND in str(info.value) and spec in str(info.value)
+    assert f"under ${PEERS_ENV}" in str(info.value)
+    monkeypatch.delenv(PEERS_ENV)
+    monkeypatch.chdir(tmp_path)  # no .peers here: the message says where it looked and how to look elsewhere
+    with pytest.raises(AdapterUnavailable, match=rf"under ./.peers \(set \${PEERS_ENV} to look elsewhere\)"):
+        load_adapter(spec)
 
 
 def test_isolated_peer_without_matching_metadata_is_unavailable(tmp_path, monkeypatch):

@@ -85,7 +85,9 @@ def isolated_root(peer: IsolatedPeer, spec: str) -> Path:
     root = peers_dir() / peer.folder
     pkg = root / peer.import_name / "__init__.py"
     if not pkg.is_file():
-        raise AdapterUnavailable(spec, f"{peer.requirement} not found in {root}", INSTALL_PEERS_COMMAND)
+        where = f"${PEERS_ENV}" if os.environ.get(PEERS_ENV) else f"./.peers (set ${PEERS_ENV} to look elsewhere)"
+        raise AdapterUnavailable(spec, f"{peer.requirement} not found in {root}, under {where}",
+                                 INSTALL_PEERS_COMMAND)
     versions = sorted(
         {d.version for d in importlib.metadata.distributions(path=[str(root)])
          if (d.metadata["Name"] or "").lower() == peer.dist}
