@@ -254,6 +254,11 @@ def test_bad_spec_is_a_spec_error_naming_it(spec):
     assert isinstance(info.value, ValueError)
 
 
+def test_a_missing_module_names_the_path():
+    with pytest.raises(AdapterSpecError, match=r"no module named 'no_such_module_xyz'.*PYTHONPATH=\."):
+        load_adapter("no_such_module_xyz.sub:fn")
+
+
 def test_empty_spec_and_bad_profile_are_spec_errors():
     with pytest.raises(AdapterSpecError, match="empty"):
         load_adapter("  ")

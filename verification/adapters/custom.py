@@ -49,7 +49,8 @@ def _import_target(spec: str, module_name: str, attr: str) -> Any:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
             raise AdapterSpecError(
-                f"adapter spec {spec!r}: no module named {missing!r}"
+                f"adapter spec {spec!r}: no module named {missing!r} (the current folder is not on the path: "
+                "for a package there, run with PYTHONPATH=.)"
             ) from exc
         raise AdapterUnavailable(
             spec, f"importing {module_name!r} needs the missing module {missing!r}"
