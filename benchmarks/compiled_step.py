@@ -232,7 +232,8 @@ def table(rows: list[dict]) -> str:
         shape = "x".join(map(str, row["shape"]))
         vs_timm = (f"{row['vs_timm']:.3f}" if math.isnan(row["vs_timm"]) else
                    f"{row['vs_timm']:.3f} [{row['vs_timm_q1']:.3f}, {row['vs_timm_q3']:.3f}]")
-        ci = f"[{row['vs_timm_ci_low']:.3f}, {row['vs_timm_ci_high']:.3f}]" if "vs_timm_ci_low" in row else ""
+        ci = (f"[{row['vs_timm_ci_low']:.3f}, {row['vs_timm_ci_high']:.3f}]" if "vs_timm_ci_low" in row else "")
+        ci = "too few rounds" if "nan" in ci else ci  # the sign test's 95% interval needs 6 rounds or more
         pvalue = f"{row['slower_pvalue']:.3f}" if "slower_pvalue" in row else ""
         lines.append(f"| {shape} | {row['variant']} | {row['median_ms']:.1f} | {overhead} | {vs_timm} | {ci} | "
                      f"{pvalue} | {row['graph_breaks']} |")
@@ -353,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_stage(channels, side, args.batch, args.rounds, args.warmup, args.backend, variants,
                               args.clock, count_breaks=not args.no_break_count, order_seed=args.order_seed)
             print(table([r for r in rows if r["shape"][1] == channels]), flush=True)
-        print()
-        print(table(rows))
+        if len(stages) > 1:  # all stages in one table
+            print()
+            print(table(rows))
     if args.json:
         import timm
 

@@ -36,6 +36,7 @@ def test_tiny_stage_rows_and_table():
     if HAS_TIMM:
         assert rows[3]["vs_timm_q1"] <= rows[3]["vs_timm"] <= rows[3]["vs_timm_q3"]
         assert "slower_pvalue" in rows[2] and "slower_pvalue" not in rows[3]  # ref:timm against timm, not timm
+        assert "| too few rounds |" in text and "nan, nan" not in text  # 2 rounds give the median no interval
 
 
 def test_the_comparison_with_timm_finds_a_slower_step_and_only_then():
