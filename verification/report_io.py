@@ -51,8 +51,8 @@ def reports_package() -> ModuleType:
     ``import reports`` can find something else: a folder named ``reports`` (such as the default output folder
     ``reports/latest``) in a directory on ``sys.path`` becomes a namespace package ahead of an editable
     install's import hook, and another project may have a package of that name. Then the package beside
-    :mod:`verification` is loaded from its files under :data:`PRIVATE_NAME`, leaving ``sys.modules["reports"]``
-    as it was.
+    :mod:`verification` is loaded from its files under :data:`PRIVATE_NAME`; the other is neither imported nor
+    replaced in ``sys.modules``.
 
     Raises
     ------
@@ -60,13 +60,12 @@ def reports_package() -> ModuleType:
         No ``reports/__init__.py`` beside :mod:`verification` (a broken install), or it fails to import.
     """
     home = Path(__file__).resolve().parent.parent / "reports"
-    try:
-        found = importlib.import_module("reports")
-    except ImportError:
+    try:  # where ``import reports`` would look, without running another package's code
+        found = importlib.util.find_spec("reports")
+    except (ImportError, ValueError):  # ValueError: a "reports" in sys.modules without a spec
         found = None
-    origin = getattr(found, "__file__", None)
-    if found is not None and origin and Path(origin).resolve().parent == home:
-        return found
+    if found is not None and found.origin and Path(found.origin).resolve().parent == home:
+        return importlib.import_module("reports")
     if PRIVATE_NAME in sys.modules:
         return sys.modules[PRIVATE_NAME]
     init = home / "__init__.py"
