@@ -232,8 +232,9 @@ def table(rows: list[dict]) -> str:
         shape = "x".join(map(str, row["shape"]))
         vs_timm = (f"{row['vs_timm']:.3f}" if math.isnan(row["vs_timm"]) else
                    f"{row['vs_timm']:.3f} [{row['vs_timm_q1']:.3f}, {row['vs_timm_q3']:.3f}]")
-        ci = (f"[{row['vs_timm_ci_low']:.3f}, {row['vs_timm_ci_high']:.3f}]" if "vs_timm_ci_low" in row else "")
-        ci = "too few rounds" if "nan" in ci else ci  # the sign test's 95% interval needs 6 rounds or more
+        low = row.get("vs_timm_ci_low")
+        ci = ("" if low is None else "too few rounds" if math.isnan(low)  # the sign test's 95% interval: 6 rounds
+              else f"[{low:.3f}, {row['vs_timm_ci_high']:.3f}]")
         pvalue = f"{row['slower_pvalue']:.3f}" if "slower_pvalue" in row else ""
         lines.append(f"| {shape} | {row['variant']} | {row['median_ms']:.1f} | {overhead} | {vs_timm} | {ci} | "
                      f"{pvalue} | {row['graph_breaks']} |")
